@@ -1,0 +1,80 @@
+"""accelpool: one vendor-neutral way to see AI accelerators, partition them, and run on them.
+
+>>> import accelpool
+>>> inv = accelpool.discover()          # or discover(sim="dgx-a100")
+>>> [d.id for d in inv.devices()]
+
+Importing accelpool is cheap: backends, onnxruntime and pyopencl load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from accelpool.capabilities import Capabilities, Capability, Support
+from accelpool.errors import (
+    AccelPoolError,
+    BackendUnavailable,
+    DeviceLost,
+    InsufficientCapacity,
+    InUse,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    UnsupportedOperation,
+)
+from accelpool.inventory import Device, Inventory, Partition, discover
+from accelpool.types import (
+    BackendStatus,
+    DeviceInfo,
+    ExecutionProvider,
+    OnnxPlacement,
+    PartitionInfo,
+    PartitionProfile,
+    Placement,
+    Telemetry,
+)
+
+if TYPE_CHECKING:
+    from accelpool.session import Session, open_session
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccelPoolError",
+    "BackendStatus",
+    "BackendUnavailable",
+    "Capabilities",
+    "Capability",
+    "Device",
+    "DeviceInfo",
+    "DeviceLost",
+    "ExecutionProvider",
+    "InUse",
+    "InsufficientCapacity",
+    "InvalidRequest",
+    "Inventory",
+    "NotFound",
+    "OnnxPlacement",
+    "Partition",
+    "PartitionInfo",
+    "PartitionProfile",
+    "PermissionDenied",
+    "Placement",
+    "Session",
+    "Support",
+    "Telemetry",
+    "UnsupportedOperation",
+    "__version__",
+    "discover",
+    "open_session",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Sessions pull in numpy/onnxruntime machinery; load them only on first use.
+    if name in ("open_session", "Session"):
+        from accelpool import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'accelpool' has no attribute {name!r}")

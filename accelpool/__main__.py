@@ -1,0 +1,3 @@
+from accelpool.cli.main import main
+
+main()

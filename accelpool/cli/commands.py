@@ -1,0 +1,212 @@
+"""The core subcommands: backends, ls, profiles, partition, sim."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from accelpool.capabilities import Capability
+from accelpool.cli.app import CliContext, UsageError
+from accelpool.cli.output import human_bytes, print_json, print_table
+from accelpool.errors import UnsupportedOperation
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("backends", help="installed backend plugins and whether they can run here")
+    _json_flag(p)
+    p.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser("ls", help="list devices and their partitions")
+    _json_flag(p)
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("profiles", help="partition profiles a device offers")
+    p.add_argument("device", metavar="DEVICE", help="device id or BACKEND:INDEX, e.g. nvidia:0")
+    _json_flag(p)
+    p.set_defaults(func=cmd_profiles)
+
+    p = sub.add_parser("partition", help="create or destroy partitions")
+    psub = p.add_subparsers(dest="partition_command", metavar="ACTION", required=True)
+    c = psub.add_parser("create", help="create a partition on a device")
+    c.add_argument("device", metavar="DEVICE")
+    c.add_argument("profile", metavar="PROFILE", help="profile name, see 'accelpool profiles'")
+    c.add_argument(
+        "--placement",
+        type=_placement,
+        default=None,
+        metavar="N",
+        help="start position the profile offers (default: the one that hurts least)",
+    )
+    _json_flag(c)
+    c.set_defaults(func=cmd_partition_create)
+    d = psub.add_parser("destroy", help="destroy a partition")
+    d.add_argument("partition", metavar="PARTITION", help="partition id, see 'accelpool ls'")
+    _json_flag(d)
+    d.set_defaults(func=cmd_partition_destroy)
+
+    p = sub.add_parser("sim", help="simulated fleets")
+    ssub = p.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+    r = ssub.add_parser("reset", help="start the simulated fleet (--sim or $ACCELPOOL_SIM) afresh")
+    r.set_defaults(func=cmd_sim_reset)
+    lp = ssub.add_parser("presets", help="list the fleet presets")
+    _json_flag(lp)
+    lp.set_defaults(func=cmd_sim_presets)
+
+    from accelpool.cli import run_command
+
+    run_command.register(sub)
+
+
+def _placement(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"placement must be an integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"placement must be 0 or more, not {value}")
+    return value
+
+
+def cmd_backends(args: argparse.Namespace, ctx: CliContext) -> int:
+    statuses = ctx.inventory().backends()
+    if args.json:
+        print_json([s.to_json() for s in statuses])
+        return 0
+    rows = [
+        (s.name, "yes" if s.available else "no", s.version or "-", s.reason or "") for s in statuses
+    ]
+    print_table(("BACKEND", "AVAILABLE", "VERSION", "REASON"), rows)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
+    inv = ctx.inventory()
+    devices = inv.devices()
+    if args.json:
+        print_json(
+            {
+                "backends": [s.to_json() for s in inv.backends()],
+                "devices": [d.to_json() for d in devices],
+            }
+        )
+        return 0
+    rows: list[tuple[Any, ...]] = []
+    for d in devices:
+        rows.append((d.id, d.model, human_bytes(d.memory_bytes), d.compute_units, ""))
+        for p in d.partitions():
+            rows.append(
+                (
+                    f"  {p.id}",
+                    f"  {p.profile} ({p.kind})",
+                    human_bytes(p.memory_bytes),
+                    p.compute_units,
+                    p.scope,
+                )
+            )
+    if rows:
+        print_table(("ID", "MODEL / PROFILE", "MEMORY", "COMPUTE", "SCOPE"), rows)
+    else:
+        print("No devices found.")
+    down = [s for s in inv.backends() if not s.available]
+    for s in down:
+        print(f"backend {s.name}: unavailable: {s.reason}")
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace, ctx: CliContext) -> int:
+    device = ctx.inventory().device(args.device)
+    profiles = device.profiles()
+    if args.json:
+        print_json([p.to_json() for p in profiles])
+        return 0
+    if not profiles:
+        print(f"Device {device.id} offers no partition profiles.")
+        return 0
+    rows = [
+        (
+            p.name,
+            p.kind,
+            human_bytes(p.memory_bytes),
+            p.compute_units,
+            p.max_count,
+            "-" if p.available is None else p.available,
+            ",".join(str(pl.start) for pl in p.placements) or "-",
+        )
+        for p in profiles
+    ]
+    print_table(("PROFILE", "KIND", "MEMORY", "COMPUTE", "MAX", "AVAILABLE", "PLACEMENTS"), rows)
+    return 0
+
+
+def cmd_partition_create(args: argparse.Namespace, ctx: CliContext) -> int:
+    device = ctx.inventory().device(args.device)
+    if not device.capabilities.supports(Capability.PARTITION_DEVICE_SCOPE):
+        raise UnsupportedOperation(
+            f"partitions of backend {device.backend} live only inside the process that "
+            "creates them (scope 'process'), so one made by this command would vanish when "
+            "it exits; create it from Python with Device.create_partition() instead"
+        )
+    part = device.create_partition(args.profile, placement=args.placement)
+    if args.json:
+        print_json(part.to_json())
+    else:
+        print(f"Created partition {part.id} ({part.profile}) on {device.id}")
+    return 0
+
+
+def cmd_partition_destroy(args: argparse.Namespace, ctx: CliContext) -> int:
+    part = ctx.inventory().partition(args.partition)
+    part.destroy()
+    if args.json:
+        print_json({"destroyed": part.id})
+    else:
+        print(f"Destroyed partition {part.id}")
+    return 0
+
+
+def cmd_sim_reset(args: argparse.Namespace, ctx: CliContext) -> int:
+    from accelpool.inventory import resolve_fleet
+
+    fleet = resolve_fleet(args.sim)
+    if fleet is None:
+        raise UsageError("no simulated fleet given: pass --sim PRESET|FILE or set ACCELPOOL_SIM")
+    had = fleet.reset()
+    print(f"Simulated fleet {fleet.name} reset" + ("" if had else " (it had no state)"))
+    return 0
+
+
+def cmd_sim_presets(args: argparse.Namespace, ctx: CliContext) -> int:
+    from accelpool.sim.fleet import load_fleet, preset_names
+
+    fleets = [load_fleet(n) for n in preset_names()]
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": f.name,
+                    "description": f.description,
+                    "devices": [
+                        {"backend": d.backend, "model": d.model, "count": d.count}
+                        for d in f.devices
+                    ],
+                }
+                for f in fleets
+            ]
+        )
+        return 0
+    print_table(
+        ("PRESET", "DEVICES", "DESCRIPTION"),
+        [
+            (
+                f.name,
+                ", ".join(f"{d.count}x {d.backend} {d.model}" for d in f.devices),
+                f.description,
+            )
+            for f in fleets
+        ],
+    )
+    return 0

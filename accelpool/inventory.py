@@ -1,0 +1,365 @@
+"""The public handles: :class:`Inventory`, :class:`Device`, :class:`Partition`.
+
+They wrap the SPI's frozen values with the backend that produced them, so a user
+writes ``inv.device("nvidia:0").create_partition("3g.20gb")`` and never touches a
+backend directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from accelpool.capabilities import Capabilities
+from accelpool.errors import AccelPoolError, InvalidRequest, NotFound
+from accelpool.registry import LoadedBackend, load_backends, safe_call_error
+from accelpool.sim.fleet import Fleet, load_fleet
+from accelpool.spi import Backend, Target
+from accelpool.types import (
+    AttributeValue,
+    BackendStatus,
+    DeviceInfo,
+    OnnxPlacement,
+    PartitionInfo,
+    PartitionProfile,
+    Placement,
+    Scope,
+    Telemetry,
+)
+
+T = TypeVar("T")
+
+
+def _guard(backend: Backend, fn: Callable[[], T]) -> T:
+    """Run a backend call; anything outside accelpool's hierarchy is wrapped in it."""
+    try:
+        return fn()
+    except AccelPoolError:
+        raise
+    except Exception as e:
+        raise safe_call_error(e, backend.name) from e
+
+
+class Device:
+    """One accelerator. ``id`` is ``"<backend>:<native id>"``; also ``"<backend>:<index>"``."""
+
+    def __init__(self, backend: Backend, info: DeviceInfo) -> None:
+        self._backend = backend
+        self.info = info
+
+    # -- identity ---------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return f"{self._backend.name}:{self.info.native_id}"
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def index(self) -> int:
+        return self.info.index
+
+    @property
+    def vendor(self) -> str:
+        return self.info.vendor
+
+    @property
+    def model(self) -> str:
+        return self.info.model
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.info.memory_bytes
+
+    @property
+    def compute_units(self) -> int:
+        return self.info.compute_units
+
+    @property
+    def attributes(self) -> dict[str, AttributeValue]:
+        return dict(self.info.attributes)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _guard(self._backend, self._backend.capabilities)
+
+    @property
+    def backend_instance(self) -> Backend:
+        """The backend object behind this device (for plugin-specific operations)."""
+        return self._backend
+
+    # -- operations -------------------------------------------------------
+    def profiles(self) -> list[PartitionProfile]:
+        """Partition shapes this device offers, with how many more fit now."""
+        return list(_guard(self._backend, lambda: self._backend.profiles(self.info)))
+
+    def profile(self, name: str) -> PartitionProfile:
+        """One profile by name; :class:`NotFound` lists the valid names."""
+        profiles = self.profiles()
+        for p in profiles:
+            if p.name == name:
+                return p
+        names = ", ".join(p.name for p in profiles) or "none: this device cannot be partitioned"
+        raise NotFound(f"device {self.id} has no profile {name!r} (profiles: {names})")
+
+    def partitions(self) -> list[Partition]:
+        """Live partitions of this device."""
+        infos = _guard(self._backend, lambda: self._backend.partitions(self.info))
+        return [Partition(self._backend, self, p) for p in infos]
+
+    def create_partition(self, profile: str, placement: int | None = None) -> Partition:
+        """Create a partition of ``profile`` (at ``placement``, or where it hurts least)."""
+        if not isinstance(profile, str) or not profile:
+            raise InvalidRequest("profile must be a non-empty string such as '1g.5gb'")
+        if placement is not None and (not isinstance(placement, int) or placement < 0):
+            raise InvalidRequest(f"placement must be a non-negative integer, not {placement!r}")
+        info = _guard(
+            self._backend, lambda: self._backend.create_partition(self.info, profile, placement)
+        )
+        return Partition(self._backend, self, info)
+
+    def telemetry(self) -> Telemetry:
+        """Memory used, utilisation, temperature and power, where the vendor reports them."""
+        return _guard(self._backend, lambda: self._backend.telemetry(self.info))
+
+    def visibility_env(self) -> dict[str, str]:
+        return _guard(self._backend, lambda: self._backend.visibility_env([self.info]))
+
+    def onnx_placement(self) -> OnnxPlacement:
+        return _guard(self._backend, lambda: self._backend.onnx_placement(self.info))
+
+    def to_json(self, with_partitions: bool = True) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": self.id,
+            "backend": self.backend,
+            "index": self.index,
+            "vendor": self.vendor,
+            "model": self.model,
+            "memory_bytes": self.memory_bytes,
+            "compute_units": self.compute_units,
+            "attributes": dict(self.info.attributes),
+        }
+        if with_partitions:
+            doc["partitions"] = [p.to_json() for p in self.partitions()]
+        return doc
+
+    def __repr__(self) -> str:
+        return f"<Device {self.id} {self.model!r}>"
+
+
+class Partition:
+    """A live slice of a device. ``id`` is ``"<backend>:<native id>"``."""
+
+    def __init__(self, backend: Backend, device: Device, info: PartitionInfo) -> None:
+        self._backend = backend
+        self.device = device
+        self.info = info
+
+    @property
+    def id(self) -> str:
+        return f"{self._backend.name}:{self.info.native_id}"
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def device_id(self) -> str:
+        return self.device.id
+
+    @property
+    def profile(self) -> str:
+        return self.info.profile
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.info.memory_bytes
+
+    @property
+    def compute_units(self) -> int:
+        return self.info.compute_units
+
+    @property
+    def placement(self) -> Placement | None:
+        return self.info.placement
+
+    @property
+    def scope(self) -> Scope:
+        return self.info.scope
+
+    @property
+    def attributes(self) -> dict[str, AttributeValue]:
+        return dict(self.info.attributes)
+
+    @property
+    def backend_instance(self) -> Backend:
+        return self._backend
+
+    def destroy(self) -> None:
+        """Destroy this partition; :class:`NotFound` if it is already gone."""
+        _guard(self._backend, lambda: self._backend.destroy_partition(self.info))
+
+    def visibility_env(self) -> dict[str, str]:
+        return _guard(self._backend, lambda: self._backend.visibility_env([self.info]))
+
+    def onnx_placement(self) -> OnnxPlacement:
+        return _guard(self._backend, lambda: self._backend.onnx_placement(self.info))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "device_id": self.device_id,
+            "profile": self.profile,
+            "kind": self.kind,
+            "memory_bytes": self.memory_bytes,
+            "compute_units": self.compute_units,
+            "placement": self.placement.to_json() if self.placement else None,
+            "scope": self.scope,
+            "attributes": dict(self.info.attributes),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Partition {self.id} {self.profile!r} on {self.device_id}>"
+
+
+class Inventory:
+    """What :func:`discover` found: backend statuses and their devices.
+
+    The device list is read once at discovery (ids are stable); partitions and
+    profiles are read live on every call.
+    """
+
+    def __init__(self, loaded: Sequence[LoadedBackend], fleet: Fleet | None = None) -> None:
+        self._loaded = list(loaded)
+        self.fleet = fleet
+        self._devices: list[Device] = []
+        statuses: list[BackendStatus] = []
+        for lb in self._loaded:
+            if lb.backend is None:
+                statuses.append(lb.status)
+                continue
+            backend = lb.backend
+            try:
+                infos = _guard(backend, backend.devices)
+            except AccelPoolError as e:
+                # Listing failed after a good probe: the backend is not usable after all.
+                statuses.append(BackendStatus(lb.status.name, False, str(e), lb.status.version))
+                lb.backend = None
+                continue
+            statuses.append(lb.status)
+            self._devices.extend(Device(backend, i) for i in sorted(infos, key=lambda d: d.index))
+        self._statuses = statuses
+
+    def backends(self) -> list[BackendStatus]:
+        """Every installed (or requested) backend plugin, available or not, with reasons."""
+        return list(self._statuses)
+
+    def backend(self, name: str) -> Backend:
+        """The live backend instance by name; :class:`NotFound` if it is not available."""
+        for lb in self._loaded:
+            if lb.status.name == name and lb.backend is not None:
+                return lb.backend
+        for s in self._statuses:
+            if s.name == name:
+                raise NotFound(f"backend {name} is not available here: {s.reason}")
+        known = ", ".join(s.name for s in self._statuses) or "none installed"
+        raise NotFound(f"no backend named {name!r} (backends: {known})")
+
+    def devices(self, backend: str | None = None) -> list[Device]:
+        """All devices, or those of one backend, in backend then index order."""
+        return [d for d in self._devices if backend is None or d.backend == backend]
+
+    def device(self, ref: str) -> Device:
+        """A device by ``"<backend>:<native id>"`` or ``"<backend>:<index>"``."""
+        backend, _, native = _split_ref(ref, "device")
+        candidates = [d for d in self._devices if d.backend == backend]
+        for d in candidates:
+            if d.info.native_id == native:
+                return d
+        if native.isdigit():
+            for d in candidates:
+                if d.index == int(native):
+                    return d
+        if not candidates and backend not in {s.name for s in self._statuses if s.available}:
+            self.backend(backend)  # raises NotFound naming why the backend is missing
+        raise NotFound(
+            f"no device {ref!r}: backend {backend} has "
+            f"{len(candidates)} device(s); run 'accelpool ls' to see their ids"
+        )
+
+    def partition(self, ref: str) -> Partition:
+        """A live partition by its id ``"<backend>:<native id>"``."""
+        backend, _, native = _split_ref(ref, "partition")
+        for d in self.devices(backend):
+            for p in d.partitions():
+                if p.info.native_id == native:
+                    return p
+        if backend not in {s.name for s in self._statuses if s.available}:
+            self.backend(backend)
+        raise NotFound(f"no partition {ref!r}; run 'accelpool ls' to see live partitions")
+
+    def target(self, ref: str) -> Device | Partition:
+        """A device or a partition by id (devices are tried first)."""
+        try:
+            return self.device(ref)
+        except NotFound:
+            pass
+        try:
+            return self.partition(ref)
+        except NotFound:
+            raise NotFound(
+                f"no device or partition {ref!r}; run 'accelpool ls' to see ids"
+            ) from None
+
+    def close(self) -> None:
+        """Release every backend's vendor resources."""
+        for lb in self._loaded:
+            if lb.backend is not None:
+                with contextlib.suppress(Exception):  # closing must not fail the caller
+                    lb.backend.close()
+
+    def __enter__(self) -> Inventory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _split_ref(ref: str, what: str) -> tuple[str, str, str]:
+    if not isinstance(ref, str) or ":" not in ref or ref.startswith(":") or ref.endswith(":"):
+        raise InvalidRequest(
+            f"{what} reference {ref!r} must look like BACKEND:ID or BACKEND:INDEX "
+            "(for example nvidia:0)"
+        )
+    backend, sep, native = ref.partition(":")
+    return backend, sep, native
+
+
+def resolve_fleet(sim: str | Fleet | None) -> Fleet | None:
+    """The fleet to simulate: the argument, else ``$ACCELPOOL_SIM``, else none."""
+    if isinstance(sim, Fleet):
+        return sim
+    spec = sim if sim is not None else os.environ.get("ACCELPOOL_SIM") or None
+    return load_fleet(spec) if spec else None
+
+
+def discover(sim: str | Fleet | None = None, backends: Sequence[str] | None = None) -> Inventory:
+    """Load every installed backend and list its devices.
+
+    ``sim`` is a preset name or fleet file (default: ``$ACCELPOOL_SIM``); ``backends``
+    restricts which plugins load (default: ``$ACCELPOOL_BACKENDS`` or all).
+    """
+    fleet = resolve_fleet(sim)
+    return Inventory(load_backends(fleet, backends), fleet)
+
+
+# Used in type annotations of sessions and the CLI.
+AnyTarget = Device | Partition
+__all__ = ["AnyTarget", "Device", "Inventory", "Partition", "Target", "discover"]

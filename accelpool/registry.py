@@ -1,0 +1,188 @@
+"""Finds backend plugins through entry points and probes each one in isolation.
+
+As in keyring, a plugin that fails to import, raises in its probe, hangs past
+the probe bound, or lacks its vendor library becomes a :class:`BackendStatus`
+with ``available=False`` and a reason; it is logged and never breaks
+``import accelpool`` or the other backends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from stevedore.named import NamedExtensionManager
+
+from accelpool.errors import AccelPoolError, BackendUnavailable
+from accelpool.sim.fleet import Fleet
+from accelpool.spi import Backend, BackendContext, SimContext
+from accelpool.types import BackendStatus
+
+log = logging.getLogger("accelpool.registry")
+
+GROUP = "accelpool.backends"
+#: Seconds a probe may take before its backend is declared unavailable.
+DEFAULT_PROBE_TIMEOUT = 10.0
+
+
+@dataclass
+class LoadedBackend:
+    """A backend plugin after loading and probing: its status and, if usable, the instance."""
+
+    status: BackendStatus
+    backend: Backend | None
+
+
+def selected_names() -> set[str] | None:
+    """Backends named by ``ACCELPOOL_BACKENDS=a,b`` (None: all of them)."""
+    raw = os.environ.get("ACCELPOOL_BACKENDS", "").strip()
+    if not raw:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _probe_timeout() -> float:
+    raw = os.environ.get("ACCELPOOL_PROBE_TIMEOUT")
+    try:
+        return float(raw) if raw else DEFAULT_PROBE_TIMEOUT
+    except ValueError:
+        log.warning("ignoring ACCELPOOL_PROBE_TIMEOUT=%r: not a number", raw)
+        return DEFAULT_PROBE_TIMEOUT
+
+
+def _dist_version(ep: Any) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return getattr(dist, "version", None)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class _Probe(threading.Thread):
+    """Loads, instantiates and probes one plugin; a daemon so a hang cannot block exit."""
+
+    def __init__(self, ep: Any, fleet: Fleet | None) -> None:
+        super().__init__(name=f"accelpool-probe-{ep.name}", daemon=True)
+        self.ep = ep
+        self.fleet = fleet
+        self.result: LoadedBackend | None = None
+
+    def _unavailable(self, reason: str) -> LoadedBackend:
+        return LoadedBackend(
+            BackendStatus(self.ep.name, False, reason, _dist_version(self.ep)), None
+        )
+
+    def run(self) -> None:
+        name, version = self.ep.name, _dist_version(self.ep)
+        failures: list[BaseException] = []
+        manager: NamedExtensionManager[Any] = NamedExtensionManager(
+            GROUP,
+            names=[name],
+            on_load_failure_callback=lambda _m, _ep, err: failures.append(err),
+            on_missing_entrypoints_callback=None,
+        )
+        if failures or name not in manager:
+            err = failures[0] if failures else RuntimeError("entry point vanished")
+            log.warning("backend %s failed to load: %s", name, err, exc_info=err)
+            self.result = self._unavailable(f"plugin failed to load: {_one_line(err)}")
+            return
+        cls = manager[name].plugin
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            self.result = self._unavailable(
+                f"plugin entry point {self.ep.value} is not an accelpool.spi.Backend subclass"
+            )
+            return
+        sim = None
+        if self.fleet is not None:
+            devices = self.fleet.for_backend(name)
+            if not devices:
+                self.result = self._unavailable(f"not part of simulated fleet {self.fleet.name!r}")
+                return
+            sim = SimContext(
+                self.fleet.name, devices, self.fleet.state(), self.fleet.state_root() / name
+            )
+        backend: Backend | None = None
+        try:
+            backend = cls(BackendContext(name=name, sim=sim))
+            lib_version = backend.probe()
+        except BackendUnavailable as e:
+            log.info("backend %s unavailable: %s", name, e)
+            self.result = self._unavailable(str(e))
+            self._close(backend)
+            return
+        except Exception as e:
+            log.warning("backend %s probe failed: %s", name, e, exc_info=True)
+            self.result = self._unavailable(f"probe failed: {_one_line(e)}")
+            self._close(backend)
+            return
+        del lib_version  # the plugin's own version is what BackendStatus reports
+        self.result = LoadedBackend(BackendStatus(name, True, None, version), backend)
+
+    @staticmethod
+    def _close(backend: Backend | None) -> None:
+        if backend is None:
+            return
+        try:
+            backend.close()
+        except Exception:  # a backend that cannot even close is already unavailable
+            log.debug("closing unavailable backend failed", exc_info=True)
+
+
+def entry_points() -> list[Any]:
+    """Installed ``accelpool.backends`` entry points, one per name, sorted."""
+    # importlib's entry points carry their distribution (for the version we report);
+    # stevedore then loads each plugin by name.
+    seen: dict[str, Any] = {}
+    for ep in metadata.entry_points(group=GROUP):
+        seen.setdefault(ep.name, ep)
+    return [seen[n] for n in sorted(seen)]
+
+
+def load_backends(
+    fleet: Fleet | None = None, names: Sequence[str] | None = None
+) -> list[LoadedBackend]:
+    """Load and probe every selected backend plugin, each in its own bounded thread."""
+    wanted = set(names) if names is not None else selected_names()
+    eps = [ep for ep in entry_points() if wanted is None or ep.name in wanted]
+    probes = [_Probe(ep, fleet) for ep in eps]
+    for p in probes:
+        p.start()
+    timeout = _probe_timeout()
+    deadline = time.monotonic() + timeout
+    results = []
+    for p in probes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.result is None:
+            log.warning("backend %s probe did not answer within %.1fs", p.ep.name, timeout)
+            results.append(
+                p._unavailable(
+                    f"probe did not answer within {timeout:g}s "
+                    "(raise ACCELPOOL_PROBE_TIMEOUT if the driver is slow)"
+                )
+            )
+        else:
+            results.append(p.result)
+    if wanted:
+        found = {ep.name for ep in eps}
+        for missing in sorted(wanted - found):
+            results.append(
+                LoadedBackend(
+                    BackendStatus(missing, False, "no such backend plugin is installed"), None
+                )
+            )
+    return results
+
+
+def safe_call_error(exc: BaseException, backend: str) -> AccelPoolError:
+    """Wrap an exception a backend let escape, so callers see one hierarchy."""
+    if isinstance(exc, AccelPoolError):
+        return exc
+    return AccelPoolError(f"backend {backend} failed: {_one_line(exc)}")

@@ -1,0 +1,145 @@
+"""Fleet descriptions: which simulated devices a host has.
+
+A fleet is a small TOML file, or the name of a preset shipped in
+``accelpool/sim/presets/``::
+
+    name = "dgx-a100"
+    [[devices]]
+    backend = "nvidia"
+    model = "A100-SXM4-40GB"
+    count = 8
+    [devices.options]
+    mig = "enabled"
+
+The core reads fleets; each backend's own simulator interprets ``model`` and
+``options`` for its devices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from accelpool.errors import InvalidRequest, NotFound
+from accelpool.sim.state import StateStore, state_dir
+
+
+@dataclass(frozen=True)
+class FleetDevice:
+    """``count`` simulated devices of one ``model`` for one backend."""
+
+    backend: str
+    model: str
+    count: int = 1
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A simulated host: a name, its devices, and where its state lives."""
+
+    name: str
+    devices: tuple[FleetDevice, ...]
+    key: str
+    description: str = ""
+    source: str = ""
+
+    def for_backend(self, backend: str) -> tuple[FleetDevice, ...]:
+        return tuple(d for d in self.devices if d.backend == backend)
+
+    def backends(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(d.backend for d in self.devices))
+
+    def state_root(self) -> Path:
+        """Folder holding everything simulated for this fleet (state file, sysfs trees)."""
+        return state_dir() / "sim" / self.key
+
+    def state(self) -> StateStore:
+        """The state store shared by every process simulating this fleet."""
+        return StateStore(self.state_root() / "state.json")
+
+    def reset(self) -> bool:
+        """Forget everything simulated for this fleet; True if there was anything."""
+        import shutil
+
+        root = self.state_root()
+        if not root.exists():
+            return False
+        with self.state().lock():
+            for child in root.iterdir():
+                if child.name == "state.json.lock":
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        return True
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with accelpool."""
+    root = resources.files("accelpool.sim") / "presets"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def _parse(text: str, *, source: str, key: str, default_name: str) -> Fleet:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidRequest(f"fleet file {source} is not valid TOML: {e}") from None
+    raw_devices = doc.get("devices")
+    if not isinstance(raw_devices, list) or not raw_devices:
+        raise InvalidRequest(f"fleet {source} has no [[devices]] entries; add at least one")
+    devices = []
+    for i, d in enumerate(raw_devices):
+        if not isinstance(d, dict) or not isinstance(d.get("backend"), str):
+            raise InvalidRequest(f"fleet {source}: devices[{i}] needs a 'backend' string")
+        if not isinstance(d.get("model"), str):
+            raise InvalidRequest(f"fleet {source}: devices[{i}] needs a 'model' string")
+        count = d.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise InvalidRequest(f"fleet {source}: devices[{i}].count must be a positive integer")
+        options = d.get("options", {})
+        if not isinstance(options, dict):
+            raise InvalidRequest(f"fleet {source}: devices[{i}].options must be a table")
+        devices.append(FleetDevice(d["backend"], d["model"], count, options))
+    name = doc.get("name", default_name)
+    if not isinstance(name, str):
+        raise InvalidRequest(f"fleet {source}: 'name' must be a string")
+    return Fleet(
+        name=name,
+        devices=tuple(devices),
+        key=key,
+        description=str(doc.get("description", "")),
+        source=source,
+    )
+
+
+def load_fleet(spec: str) -> Fleet:
+    """A fleet from a preset name or a path to a TOML fleet file."""
+    if spec in preset_names():
+        text = (resources.files("accelpool.sim") / "presets" / f"{spec}.toml").read_text()
+        return _parse(text, source=f"preset {spec}", key=spec, default_name=spec)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise NotFound(
+            f"no simulated fleet {spec!r}: not a preset ({', '.join(preset_names())}) "
+            "and not a fleet file"
+        )
+    resolved = path.resolve()
+    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
+    return _parse(
+        path.read_text(encoding="utf-8"),
+        source=str(path),
+        key=f"{path.stem}-{digest}",
+        default_name=path.stem,
+    )

@@ -1,0 +1,93 @@
+"""A JSON state file under a cross-process lock.
+
+Simulated fleets keep their state (partitions, MIG mode, ...) here so separate
+processes and CLI calls see one fleet, as they would see one piece of hardware.
+Writes are atomic (temporary file + rename) and happen only when a transaction
+finishes without error, so a failure half way leaves the previous state intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+
+def state_dir() -> Path:
+    """The state directory: ``$ACCELPOOL_STATE_DIR`` or the user's state directory."""
+    env = os.environ.get("ACCELPOOL_STATE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs  # only needed when no explicit directory is set
+
+    return Path(platformdirs.user_state_dir("accelpool"))
+
+
+class StateStore:
+    """One JSON document on disk, shared by processes.
+
+    ``read()`` returns a snapshot (cached while the file is unchanged);
+    ``transaction()`` yields a mutable copy under the lock and saves it on success.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = FileLock(str(self.path) + ".lock")
+        self._cache_key: tuple[int, int, int] | None = None
+        self._cache: dict[str, Any] = {}
+
+    def _stat_key(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self) -> dict[str, Any]:
+        key = self._stat_key()
+        if key is None:
+            self._cache_key, self._cache = None, {}
+            return {}
+        if key != self._cache_key:
+            with self.path.open("r", encoding="utf-8") as f:
+                data = json.load(f)
+            if not isinstance(data, dict):
+                raise ValueError(f"state file {self.path} does not hold a JSON object")
+            self._cache_key, self._cache = key, data
+        return self._cache
+
+    def read(self) -> dict[str, Any]:
+        """A deep copy of the current state (empty when no state was saved)."""
+        return json.loads(json.dumps(self._load()))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        """Lock, yield a mutable copy, and save it atomically unless the block raised."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            state = self.read()
+            yield state
+            self._save(state)
+
+    def _save(self, state: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(state, f, separators=(",", ":"), sort_keys=True)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._cache_key = None
+
+    def lock(self) -> FileLock:
+        """The cross-process lock (re-entrant within a process); for multi-file updates."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self._lock

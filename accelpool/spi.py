@@ -1,0 +1,150 @@
+"""The service-provider interface a backend plugin implements.
+
+A backend is a subclass of :class:`Backend`, registered under the entry point
+group ``accelpool.backends``::
+
+    [project.entry-points."accelpool.backends"]
+    myvendor = "accelpool_myvendor.backend:MyVendorBackend"
+
+Only :meth:`Backend.probe` and :meth:`Backend.devices` are required; every other
+operation has a default that raises :class:`~accelpool.errors.UnsupportedOperation`
+(or returns nothing to list). Declare what you support in
+:meth:`Backend.capabilities`. Raise only :mod:`accelpool.errors` classes: map
+every vendor error onto them and keep its code and text.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelpool.capabilities import Capabilities, Capability
+from accelpool.errors import AccelPoolError, UnsupportedOperation
+from accelpool.sim.fleet import FleetDevice
+from accelpool.sim.state import StateStore
+from accelpool.types import (
+    AttributeValue,
+    BackendStatus,
+    DeviceInfo,
+    ExecutionProvider,
+    OnnxPlacement,
+    PartitionInfo,
+    PartitionProfile,
+    Placement,
+    Telemetry,
+)
+
+__all__ = [
+    "AccelPoolError",
+    "AttributeValue",
+    "Backend",
+    "BackendContext",
+    "BackendStatus",
+    "Capabilities",
+    "Capability",
+    "DeviceInfo",
+    "ExecutionProvider",
+    "OnnxPlacement",
+    "PartitionInfo",
+    "PartitionProfile",
+    "Placement",
+    "SimContext",
+    "Target",
+    "Telemetry",
+]
+
+#: What a session or visibility call targets: a whole device or one partition.
+Target = DeviceInfo | PartitionInfo
+
+
+@dataclass(frozen=True)
+class SimContext:
+    """Handed to a backend when it runs inside a simulated fleet.
+
+    ``devices`` are this backend's entries of the fleet file; ``state`` is the
+    store every process simulating the fleet shares (use your backend's name as
+    the top-level key).
+    """
+
+    fleet: str
+    devices: tuple[FleetDevice, ...]
+    state: StateStore
+    #: a folder of this fleet's own, for simulated files (e.g. a sysfs tree)
+    root: Path
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What the registry gives a backend when it creates it."""
+
+    name: str
+    sim: SimContext | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    """Base class of every backend plugin. One instance per discovery."""
+
+    def __init__(self, context: BackendContext) -> None:
+        self.context = context
+
+    @property
+    def name(self) -> str:
+        return self.context.name
+
+    # -- required ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def probe(self) -> str | None:
+        """Check the vendor library can run here; return its version if known.
+
+        Raise :class:`~accelpool.errors.BackendUnavailable` with a reason a user can
+        act on (``"NVML library not found (libnvidia-ml.so.1)"``) when it cannot.
+        Called once, in a thread with a time bound, before anything else.
+        """
+
+    @abc.abstractmethod
+    def devices(self) -> Sequence[DeviceInfo]:
+        """Every device this backend sees, ordered by index."""
+
+    # -- optional ----------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        """What this backend supports; undeclared capabilities are not tested."""
+        return Capabilities.of([Capability.DISCOVERY])
+
+    def profiles(self, device: DeviceInfo) -> Sequence[PartitionProfile]:
+        """The partition shapes ``device`` offers (empty when it cannot be partitioned)."""
+        return []
+
+    def partitions(self, device: DeviceInfo) -> Sequence[PartitionInfo]:
+        """Live partitions of ``device`` (those this process can see)."""
+        return []
+
+    def create_partition(
+        self, device: DeviceInfo, profile: str, placement: int | None = None
+    ) -> PartitionInfo:
+        """Create one partition of ``profile``; ``placement`` is a start the profile offers."""
+        raise UnsupportedOperation(f"backend {self.name} cannot create partitions")
+
+    def destroy_partition(self, partition: PartitionInfo) -> None:
+        """Destroy a partition; :class:`NotFound` if it is already gone."""
+        raise UnsupportedOperation(f"backend {self.name} cannot destroy partitions")
+
+    def telemetry(self, device: DeviceInfo) -> Telemetry:
+        """Live readings of ``device``."""
+        raise UnsupportedOperation(f"backend {self.name} reports no telemetry")
+
+    def visibility_env(self, targets: Sequence[Target]) -> dict[str, str]:
+        """Environment variables that make exactly ``targets`` visible to a runtime."""
+        raise UnsupportedOperation(f"backend {self.name} names no visibility environment")
+
+    def onnx_placement(self, target: Target) -> OnnxPlacement:
+        """The onnxruntime providers and options that run a model on ``target``."""
+        raise UnsupportedOperation(f"backend {self.name} cannot run ONNX models")
+
+    def close(self) -> None:  # noqa: B027 - optional hook, deliberately empty by default
+        """Release vendor resources (called when the inventory is closed)."""

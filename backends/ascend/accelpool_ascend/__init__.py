@@ -1,0 +1,1 @@
+"""accelpool backend: ascend."""

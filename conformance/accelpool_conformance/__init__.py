@@ -1,0 +1,1 @@
+"""accelpool conformance suite."""
