@@ -38,6 +38,7 @@ from accelpool.types import (
 )
 
 __all__ = [
+    "FAULTS",
     "AccelPoolError",
     "AttributeValue",
     "Backend",
@@ -55,6 +56,9 @@ __all__ = [
     "Target",
     "Telemetry",
 ]
+
+#: Faults a simulator may inject through :meth:`Backend.inject_fault`.
+FAULTS = ("device-lost", "create-fails-midway")
 
 #: What a session or visibility call targets: a whole device or one partition.
 Target = DeviceInfo | PartitionInfo
@@ -145,6 +149,20 @@ class Backend(abc.ABC):
     def onnx_placement(self, target: Target) -> OnnxPlacement:
         """The onnxruntime providers and options that run a model on ``target``."""
         raise UnsupportedOperation(f"backend {self.name} cannot run ONNX models")
+
+    def inject_fault(self, fault: str, device: DeviceInfo) -> None:
+        """Simulators only: make ``device`` misbehave from now on.
+
+        ``fault`` is one of :data:`FAULTS`: ``"device-lost"`` (every later call on the
+        device raises :class:`~accelpool.errors.DeviceLost`) or ``"create-fails-midway"``
+        (the next partition create fails after its first vendor step; the backend must
+        roll back so nothing is left behind). Declare ``Capability.FAULT_INJECTION``.
+        """
+        raise UnsupportedOperation(f"backend {self.name} cannot inject faults")
+
+    def clear_faults(self) -> None:
+        """Simulators only: undo every injected fault."""
+        raise UnsupportedOperation(f"backend {self.name} cannot inject faults")
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately empty by default
         """Release vendor resources (called when the inventory is closed)."""
