@@ -11,9 +11,16 @@ installing an entry point.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from accelpool.capabilities import Capabilities, Capability
@@ -272,3 +279,68 @@ def inventory_of(*backends: Backend) -> Inventory:
 def toy_inventory(devices: int = 2, state: StateStore | None = None) -> Inventory:
     """An Inventory holding one ToyBackend."""
     return inventory_of(toy_backend(devices, state))
+
+
+@dataclass
+class CliResult:
+    """What one ``accelpool`` command did: exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+    """Run ``python -m accelpool ARGS`` in a fresh process (``env`` replaces os.environ)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelpool", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env if env is not None else dict(os.environ),
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+class PluginSite:
+    """A folder of fake installed distributions, put on PYTHONPATH of subprocesses.
+
+    ``importlib.metadata`` finds a ``*.dist-info`` folder on ``sys.path`` exactly as it
+    finds one in site-packages, so each plugin here is, to accelpool, installed.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def add(
+        self,
+        dist: str,
+        entry_points: dict[str, dict[str, str]],
+        modules: dict[str, str] | None = None,
+    ) -> None:
+        # dist-info folder names use underscores: a hyphen would end the name early
+        info = self.root / f"{dist.replace('-', '_')}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        lines = []
+        for group, eps in entry_points.items():
+            lines.append(f"[{group}]")
+            lines += [f"{k} = {v}" for k, v in eps.items()]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        for name, source in (modules or {}).items():
+            (self.root / f"{name}.py").write_text(textwrap.dedent(source))
+
+    def backend(self, name: str, source: str) -> None:
+        """A plugin distribution ``plugin-<name>`` whose module defines class ``B``."""
+        module = f"fake_plugin_{name}"
+        self.add(f"plugin-{name}", {"accelpool.backends": {name: f"{module}:B"}}, {module: source})
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.root), env.get("PYTHONPATH")]))
+        env.update(extra)
+        return env

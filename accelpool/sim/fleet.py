@@ -74,15 +74,17 @@ class Fleet:
         root = self.state_root()
         if not root.exists():
             return False
+        removed = False
         with self.state().lock():
             for child in root.iterdir():
                 if child.name == "state.json.lock":
-                    continue
+                    continue  # held right now; other processes wait on it
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
                     child.unlink()
-        return True
+                removed = True
+        return removed
 
 
 def preset_names() -> list[str]:

@@ -1,0 +1,36 @@
+"""Fixtures for the core's tests: throwaway plugin distributions and a CLI runner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from accelpool.testing import CliResult, PluginSite, run_cli
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path) -> PluginSite:
+    return PluginSite(tmp_path / "site")
+
+
+@pytest.fixture
+def cli(plugin_site: PluginSite) -> Callable[..., CliResult]:
+    """Run ``python -m accelpool ARGS`` in a fresh process with the plugin site visible."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+        return run_cli(*args, env=plugin_site.env(**(env or {})), timeout=timeout)
+
+    return run
+
+
+#: A plugin module whose backend is the reference ToyBackend (2 devices, in memory).
+TOY_PLUGIN = """
+from accelpool.testing import ToyBackend as B
+"""
+
+
+@pytest.fixture
+def toy_plugin() -> str:
+    return TOY_PLUGIN
