@@ -10,14 +10,24 @@ import pytest
 
 from accelpool.testing import CliResult, PluginSite
 
-DEVICE_KEYS = {"id", "backend", "index", "vendor", "model", "memory_bytes", "compute_units",
-               "attributes", "partitions"}
+DEVICE_KEYS = {
+    "id",
+    "backend",
+    "index",
+    "vendor",
+    "model",
+    "memory_bytes",
+    "compute_units",
+    "attributes",
+    "partitions",
+}
 PROFILE_KEYS = {"name", "kind", "memory_bytes", "compute_units", "max_count", "placements"}
 
 
 @pytest.fixture
-def toy_cli(plugin_site: PluginSite, cli: Callable[..., CliResult],
-            toy_plugin: str) -> Callable[..., CliResult]:
+def toy_cli(
+    plugin_site: PluginSite, cli: Callable[..., CliResult], toy_plugin: str
+) -> Callable[..., CliResult]:
     plugin_site.backend("toy", toy_plugin)
 
     def run(*args: str) -> CliResult:
@@ -27,25 +37,25 @@ def toy_cli(plugin_site: PluginSite, cli: Callable[..., CliResult],
 
 
 def test_version() -> None:
-    out = subprocess.run([sys.executable, "-m", "accelpool", "--version"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "accelpool", "--version"], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "accelpool 0.1.0"
 
 
 def test_ls_json_has_the_documented_shape(toy_cli: Callable[..., CliResult]) -> None:
     doc = toy_cli("ls", "--json").json()
-    assert doc["backends"] == [{"name": "toy", "available": True, "reason": None,
-                                "version": "0.1"}]
+    assert doc["backends"] == [{"name": "toy", "available": True, "reason": None, "version": "0.1"}]
     assert [d["id"] for d in doc["devices"]] == ["toy:toy-0", "toy:toy-1"]
     for d in doc["devices"]:
-        assert DEVICE_KEYS <= set(d)
+        assert set(d) >= DEVICE_KEYS
         assert d["memory_bytes"] == 8 << 30 and d["compute_units"] == 8
 
 
 def test_profiles_json_has_the_documented_shape(toy_cli: Callable[..., CliResult]) -> None:
     profiles = toy_cli("profiles", "toy:0", "--json").json()
     assert [p["name"] for p in profiles] == ["1s", "2s", "4s", "8s"]
-    assert all(PROFILE_KEYS <= set(p) for p in profiles)
+    assert all(set(p) >= PROFILE_KEYS for p in profiles)
     assert profiles[2]["placements"] == [{"start": 0, "size": 4}, {"start": 4, "size": 4}]
 
 
@@ -63,8 +73,11 @@ def test_human_tables(toy_cli: Callable[..., CliResult]) -> None:
         (("profiles", "garbage"), 1, "must look like BACKEND:ID"),
         (("profiles",), 2, "the following arguments are required: DEVICE"),
         (("frobnicate",), 2, "invalid choice: 'frobnicate'"),
-        (("partition", "create", "toy:0", "1s", "--placement", "x"), 2,
-         "placement must be an integer"),
+        (
+            ("partition", "create", "toy:0", "1s", "--placement", "x"),
+            2,
+            "placement must be an integer",
+        ),
         (("partition", "destroy", "toy:toy-0-p3"), 1, "no partition 'toy:toy-0-p3'"),
         (("sim", "reset"), 2, "no simulated fleet given"),
         (("--sim", "nowhere", "ls"), 1, "no simulated fleet 'nowhere'"),
@@ -105,8 +118,11 @@ def test_partition_create_and_destroy_through_the_cli_of_a_fleet(
 
 
 def test_import_accelpool_loads_no_heavy_runtime() -> None:
-    code = ("import sys, accelpool; heavy = {'onnxruntime', 'pyopencl', 'onnx', 'pynvml',"
-            " 'hypothesis'} & set(sys.modules); print(sorted(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, accelpool; heavy = {'onnxruntime', 'pyopencl', 'onnx', 'pynvml',"
+        " 'hypothesis'} & set(sys.modules); print(sorted(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

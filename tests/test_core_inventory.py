@@ -32,9 +32,7 @@ def test_device_ids_and_backend_index_resolve_to_the_same_device() -> None:
         ("other:0", accelpool.NotFound, "no backend named 'other'"),
     ],
 )
-def test_bad_device_references_say_what_to_do(
-    ref: str, error: type[Exception], text: str
-) -> None:
+def test_bad_device_references_say_what_to_do(ref: str, error: type[Exception], text: str) -> None:
     with pytest.raises(error, match=text.replace("(", r"\(").replace(")", r"\)")):
         toy_inventory().device(ref)
 
@@ -94,8 +92,9 @@ def test_vendor_exceptions_escaping_a_backend_are_wrapped() -> None:
 
 
 def test_errors_keep_vendor_code_and_text() -> None:
-    err = accelpool.InsufficientCapacity("no room", vendor_code=23,
-                                         vendor_message="Insufficient Resources")
+    err = accelpool.InsufficientCapacity(
+        "no room", vendor_code=23, vendor_message="Insufficient Resources"
+    )
     assert str(err) == "no room [vendor: 23, Insufficient Resources]"
     assert isinstance(err, accelpool.AccelPoolError)
 

@@ -37,9 +37,20 @@ def test_installed_out_of_tree_plugin_appears_in_backends_and_ls(tmp_path: Path)
     (project / "pyproject.toml").write_text(textwrap.dedent(PYPROJECT))
     target = tmp_path / "site"
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", sys.executable, "--no-deps",
-         "--target", str(target), str(project)],
-        check=True, timeout=300,
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            sys.executable,
+            "--no-deps",
+            "--target",
+            str(target),
+            str(project),
+        ],
+        check=True,
+        timeout=300,
     )
     env = dict(os.environ, PYTHONPATH=str(target))
 
@@ -51,4 +62,6 @@ def test_installed_out_of_tree_plugin_appears_in_backends_and_ls(tmp_path: Path)
     ls = run_cli("ls", "--json", env=env)
     assert ls.code == 0, ls.err
     assert [d["id"] for d in ls.json()["devices"] if d["backend"] == "acme"] == [
-        "acme:toy-0", "acme:toy-1"]
+        "acme:toy-0",
+        "acme:toy-1",
+    ]

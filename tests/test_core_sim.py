@@ -12,11 +12,19 @@ from accelpool.sim import StateStore, load_fleet, preset_names
 
 
 def test_presets_named_by_the_design_exist() -> None:
-    assert {"dgx-a100", "dgx-h100", "hgx-h200", "atlas-800-910b", "atlas-300i-310p",
-            "mlu370-x8", "mixed"} <= set(preset_names())
+    assert {
+        "dgx-a100",
+        "dgx-h100",
+        "hgx-h200",
+        "atlas-800-910b",
+        "atlas-300i-310p",
+        "mlu370-x8",
+        "mixed",
+    } <= set(preset_names())
     fleet = load_fleet("dgx-a100")
     assert [(d.backend, d.model, d.count) for d in fleet.devices] == [
-        ("nvidia", "A100-SXM4-40GB", 8)]
+        ("nvidia", "A100-SXM4-40GB", 8)
+    ]
     assert set(load_fleet("mixed").backends()) == {"nvidia", "ascend", "cambricon"}
 
 
