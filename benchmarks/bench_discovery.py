@@ -1,0 +1,70 @@
+"""Cost of ``import accelpool`` + ``discover()`` against doing the same by hand.
+
+Each sample is a fresh interpreter; the two commands alternate so machine noise hits
+both alike. Prints the median of each and their ratio (accelpool / by hand). The
+issue's bound is a ratio of at most 1.25.
+
+    uv run python benchmarks/bench_discovery.py [--runs 21]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ACCELPOOL = "import accelpool; inv = accelpool.discover(); inv.devices()"
+
+# The bare minimum that gives the same answer without accelpool: list OpenCL
+# platforms and devices with their properties, try NVML, try the vendor libraries.
+BY_HAND = """
+import ctypes
+import pyopencl as cl
+devices = []
+for p in cl.get_platforms():
+    for d in p.get_devices():
+        devices.append((d.name, d.vendor, d.global_mem_size, d.max_compute_units, d.version))
+import pynvml
+try:
+    pynvml.nvmlInit()
+except pynvml.NVMLError:
+    pass
+for lib in ("libdcmi.so", "libcndev.so"):
+    try:
+        ctypes.CDLL(lib)
+    except OSError:
+        pass
+"""
+
+
+def _time(code: str, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as state:
+        env = dict(os.environ, ACCELPOOL_STATE_DIR=state)
+        env.pop("ACCELPOOL_SIM", None)
+        _time(ACCELPOOL, env), _time(BY_HAND, env)  # warm the OS file cache for both
+        ours, theirs = [], []
+        for _ in range(args.runs):
+            ours.append(_time(ACCELPOOL, env))
+            theirs.append(_time(BY_HAND, env))
+    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
+    print(f"import accelpool + discover(): median {m_ours * 1000:7.1f} ms over {args.runs} runs")
+    print(f"by hand (pyopencl+pynvml):    median {m_theirs * 1000:7.1f} ms over {args.runs} runs")
+    print(f"ratio (accelpool / by hand):  {m_ours / m_theirs:.3f}  (bound: 1.25)")
+
+
+if __name__ == "__main__":
+    main()
