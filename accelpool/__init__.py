@@ -9,6 +9,7 @@ Importing accelpool is cheap: backends, onnxruntime and pyopencl load only when 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capabilities, Capability, Support
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from accelpool.session import Session, open_session
 
 __version__ = "0.1.0"
+
+# A library logs, it does not print: without the application's own logging set-up,
+# accelpool's warnings (a plugin that failed to load, say) stay silent.
+logging.getLogger("accelpool").addHandler(logging.NullHandler())
 
 __all__ = [
     "AccelPoolError",

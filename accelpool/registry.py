@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from stevedore.named import NamedExtensionManager
-
 from accelpool.errors import AccelPoolError, BackendUnavailable
 from accelpool.sim.fleet import Fleet
 from accelpool.spi import Backend, BackendContext, SimContext
@@ -81,6 +79,8 @@ class _Probe(threading.Thread):
         )
 
     def run(self) -> None:
+        from stevedore.named import NamedExtensionManager  # only when plugins are loaded
+
         name, version = self.ep.name, _dist_version(self.ep)
         failures: list[BaseException] = []
         manager: NamedExtensionManager[Any] = NamedExtensionManager(
@@ -91,7 +91,8 @@ class _Probe(threading.Thread):
         )
         if failures or name not in manager:
             err = failures[0] if failures else RuntimeError("entry point vanished")
-            log.warning("backend %s failed to load: %s", name, err, exc_info=err)
+            log.warning("backend %s failed to load: %s", name, err)
+            log.debug("backend %s load failure", name, exc_info=err)
             self.result = self._unavailable(f"plugin failed to load: {_one_line(err)}")
             return
         cls = manager[name].plugin
@@ -119,7 +120,8 @@ class _Probe(threading.Thread):
             self._close(backend)
             return
         except Exception as e:
-            log.warning("backend %s probe failed: %s", name, e, exc_info=True)
+            log.warning("backend %s probe failed: %s", name, e)
+            log.debug("backend %s probe failure", name, exc_info=True)
             self.result = self._unavailable(f"probe failed: {_one_line(e)}")
             self._close(backend)
             return

@@ -14,9 +14,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from filelock import FileLock
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 
 def state_dir() -> Path:
@@ -38,9 +39,18 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._lock = FileLock(str(self.path) + ".lock")
+        self._lock_obj: FileLock | None = None
         self._cache_key: tuple[int, int, int] | None = None
         self._cache: dict[str, Any] = {}
+
+    @property
+    def _lock(self) -> FileLock:
+        # filelock is imported on first use: discovery without a fleet never needs it
+        if self._lock_obj is None:
+            from filelock import FileLock
+
+            self._lock_obj = FileLock(str(self.path) + ".lock")
+        return self._lock_obj
 
     def _stat_key(self) -> tuple[int, int, int] | None:
         try:
