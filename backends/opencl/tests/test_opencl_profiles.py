@@ -1,9 +1,11 @@
-"""The sub-device profile model, for any compute-unit count (no OpenCL needed)."""
+"""The sub-device profile model for any compute-unit count, and the backend's create path
+over a stand-in for drivers unlike PoCL (no OpenCL device needed)."""
 
 from __future__ import annotations
 
 import pytest
 from accelpool_opencl import profiles as prof
+from accelpool_opencl.backend import OpenCLBackend, _Device
 from accelpool_opencl.errors import cl_error
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +16,10 @@ from accelpool.errors import (
     InsufficientCapacity,
     InvalidRequest,
     NotFound,
+    UnsupportedOperation,
 )
+from accelpool.spi import BackendContext
+from accelpool.types import DeviceInfo, Placement
 
 BOTH = (prof.PARTITION_EQUALLY, prof.PARTITION_BY_COUNTS)
 
@@ -147,3 +152,71 @@ def test_cl_codes_map_onto_accelpool_errors_keeping_code_and_text(
     assert err.vendor_message == "clSomething failed: WHATEVER"
     assert str(err).startswith("doing it failed")
     assert "\n" not in str(err)
+
+
+# -- the backend's create path on drivers unlike PoCL (a stand-in pyopencl device) ---------
+
+
+class _StandInDevice:
+    """Answers clCreateSubDevices as the OpenCL spec says a CU-counting driver would."""
+
+    def __init__(self, cus: int, fail_code: int | None = None) -> None:
+        self.max_compute_units = cus
+        self.fail_code = fail_code
+        self.calls: list[list[int]] = []
+
+    def create_sub_devices(self, props: list[int]) -> list[_StandInDevice]:
+        import pyopencl as cl
+
+        self.calls.append(list(props))
+        if self.fail_code is not None:
+            record = cl._cl._ErrorRecord("clCreateSubDevices", self.fail_code, "stand-in")
+            raise cl.RuntimeError(record)
+        if props[0] == prof.PARTITION_EQUALLY:
+            return [_StandInDevice(props[1]) for _ in range(self.max_compute_units // props[1])]
+        return [_StandInDevice(n) for n in props[1:-1]]
+
+
+def _backend_over(
+    stand_in: _StandInDevice, props: tuple[int, ...]
+) -> tuple[OpenCLBackend, DeviceInfo]:
+    from accelpool_opencl.backend import OpenCLBackend
+
+    from accelpool.types import DeviceInfo
+
+    backend = OpenCLBackend(BackendContext(name="opencl"))
+    info = DeviceInfo("acme-0", 0, "Acme", "Acme CPU", 1 << 30, stand_in.max_compute_units)
+    fission = prof.Fission.of(stand_in.max_compute_units, props, stand_in.max_compute_units)
+    backend._devices["acme-0"] = _Device(info, stand_in, fission, True, None)
+    backend._probed = True
+    return backend, info
+
+
+def test_an_equally_only_device_keeps_the_first_piece() -> None:
+    stand_in = _StandInDevice(6)
+    backend, info = _backend_over(stand_in, (prof.PARTITION_EQUALLY,))
+    assert [p.name for p in backend.profiles(info)][-1] == "equally-6"
+    part = backend.create_partition(info, "equally-2")
+    assert stand_in.calls == [[prof.PARTITION_EQUALLY, 2]]
+    assert part.compute_units == 2 and part.placement == Placement(4, 2)
+    assert len(backend._parts[part.native_id].cl) == 1
+    assert part.attributes["opencl.khronos.org/partitionType"] == "EQUALLY"
+    with pytest.raises(InvalidRequest, match="lacks BY_COUNTS"):
+        backend.create_partition(info, "counts-1+1")
+
+
+def test_a_failed_fission_leaves_nothing_behind_and_keeps_the_cl_code() -> None:
+    backend, info = _backend_over(_StandInDevice(4, fail_code=-18), (prof.PARTITION_BY_COUNTS,))
+    with pytest.raises(InsufficientCapacity) as err:
+        backend.create_partition(info, "counts-2+2")
+    assert err.value.vendor_code == -18
+    assert "CL_DEVICE_PARTITION_FAILED" in str(err.value)
+    assert backend.partitions(info) == []
+    assert all(p.available == p.max_count for p in backend.profiles(info))
+
+
+def test_a_device_without_fission_offers_nothing_and_refuses_to_partition() -> None:
+    backend, info = _backend_over(_StandInDevice(16), ())
+    assert backend.profiles(info) == []
+    with pytest.raises(UnsupportedOperation, match="cannot be split"):
+        backend.create_partition(info, "equally-1")
