@@ -1,0 +1,604 @@
+"""Sessions: a claimed target, its visibility environment, and onnxruntime on it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from accelpool.errors import (
+    AccelPoolError,
+    InvalidRequest,
+    UnsupportedOperation,
+)
+from accelpool.inventory import Device, Inventory, Partition, discover
+from accelpool.session import _worker as w
+from accelpool.session._claims import Claim, ClaimKind, ClaimStore
+
+__all__ = [
+    "LoadedModel",
+    "ProviderFallbackWarning",
+    "Session",
+    "WorkerDied",
+    "open_session",
+]
+
+WORKER_FILE = Path(w.__file__).resolve()
+_ERRORS: dict[str, type[AccelPoolError]] = {
+    "InvalidRequest": InvalidRequest,
+    "UnsupportedOperation": UnsupportedOperation,
+    "AccelPoolError": AccelPoolError,
+}
+
+
+class WorkerDied(AccelPoolError):
+    """The isolated worker of a session ended while it was needed.
+
+    The session keeps its claim; its next call starts a new worker.
+    """
+
+
+class ProviderFallbackWarning(UserWarning):
+    """A requested execution provider is missing and the CPU is used instead."""
+
+
+def _raise(kind: str, message: str, code: str | None, vendor: str | None) -> NoReturn:
+    raise _ERRORS.get(kind, AccelPoolError)(message, vendor_code=code, vendor_message=vendor)
+
+
+def _reraise(failure: w.RuntimeFailure) -> NoReturn:
+    _raise(*failure.as_tuple())
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model loaded in a session; pass it to :meth:`Session.run` to skip the lookup.
+
+    ``inputs``/``outputs`` are the model's names in order; ``providers`` the execution
+    providers onnxruntime actually uses for it.
+    """
+
+    key: Any
+    kind: str
+    source: Any = field(repr=False)
+    inputs: list[str]
+    outputs: list[str]
+    providers: list[str]
+    _owner: Any = field(default=None, repr=False)
+    _ort: Any = field(default=None, repr=False)
+
+
+class _WorkerProc:
+    """One worker process, its channel and the two arenas."""
+
+    def __init__(self, env: dict[str, str], config: dict[str, Any], label: str) -> None:
+        self.label = label
+        self.inbox: w.Arena | None = None
+        self.outbox: w.Arena | None = None
+        if not sys.executable:
+            raise UnsupportedOperation(
+                "isolated sessions need a Python executable to start a worker; "
+                "pass isolate=False in this embedded interpreter"
+            )
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(WORKER_FILE), str(child.fileno()), str(os.getpid())],
+                env=env,
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                # Terminal signals (Ctrl-C) go to the parent; the worker follows the channel.
+                start_new_session=True,
+            )
+        except OSError as e:
+            parent.close()
+            raise AccelPoolError(f"could not start the session worker for {label}: {e}") from e
+        finally:
+            child.close()
+        self.channel = w.Channel(parent)
+        self.pid = self.proc.pid
+        try:
+            self.request(("init", config))
+        except BaseException:
+            self.kill()
+            raise
+
+    def request(self, msg: tuple[Any, ...], fds: Sequence[int] = ()) -> tuple[Any, list[int]]:
+        try:
+            self.channel.send(msg, fds)
+            reply, rfds = self.channel.recv()
+        except (EOFError, OSError) as e:
+            raise self._died() from e
+        except BaseException:
+            # Interrupted half way (Ctrl-C): the worker is out of step with us; end it.
+            self.kill()
+            raise
+        if reply[0] == "err":
+            for fd in rfds:
+                os.close(fd)
+            _raise(*reply[1:])
+        return reply[1], rfds
+
+    def _died(self) -> WorkerDied:
+        try:
+            rc = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            rc = self.proc.returncode
+        self.cleanup()
+        if rc is not None and rc < 0:
+            try:
+                how = f"killed by signal {signal.Signals(-rc).name}"
+            except ValueError:
+                how = f"killed by signal {-rc}"
+        else:
+            how = f"exit code {rc}"
+        return WorkerDied(
+            f"session worker for {self.label} died ({how}); the session keeps its claim "
+            "and its next call starts a new worker"
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(OSError):
+            self.channel.close()
+        for arena in (self.inbox, self.outbox):
+            if arena is not None:
+                arena.close()
+        self.inbox = self.outbox = None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        self.cleanup()
+
+    def stop(self) -> None:
+        """Ask the worker to exit; kill it if it does not within a few seconds."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.channel.send(("exit",))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        self.kill()
+
+
+class _Resources:
+    """What a session must give back, kept apart so a finalizer can release it."""
+
+    def __init__(self) -> None:
+        self.owner_pid = os.getpid()
+        self.store: ClaimStore | None = None
+        self.claim: Claim | None = None
+        self.inventory: Inventory | None = None
+        self.worker: _WorkerProc | None = None
+        self.extras: list[Any] = []
+
+    def release(self) -> None:
+        if os.getpid() != self.owner_pid:
+            # A forked child: the claim, the worker and the inventory are the parent's.
+            if self.worker is not None:
+                with contextlib.suppress(OSError):
+                    self.worker.channel.close()
+            return
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop()
+        self.extras.clear()
+        claim, self.claim = self.claim, None
+        if claim is not None and self.store is not None:
+            with contextlib.suppress(Exception):  # exiting must not fail over a claim row
+                self.store.release(claim)
+        inventory, self.inventory = self.inventory, None
+        if inventory is not None:
+            inventory.close()
+
+
+class Session:
+    """Work bound to one device or partition. Create with :func:`open_session`.
+
+    ``env`` is the visibility environment the backend names for the target;
+    ``providers`` the execution providers and options this session asks onnxruntime
+    for (values as strings, as onnxruntime takes them). The claim is held until
+    :meth:`close`, the end of a ``with`` block, or the end of the process.
+    """
+
+    def __init__(
+        self,
+        target: Device | Partition,
+        *,
+        isolate: bool,
+        allow_fallback: bool,
+        session_config: Mapping[str, str] | None,
+        max_models: int,
+        store: ClaimStore,
+        inventory: Inventory | None,
+    ) -> None:
+        self.target = target
+        self.isolated = isolate
+        self.allow_fallback = allow_fallback
+        self._res = _Resources()
+        self._finalizer = weakref.finalize(self, _Resources.release, self._res)
+        self._lock = threading.RLock()
+        self._max_models = max(1, int(max_models))
+        self._loaded: OrderedDict[Any, LoadedModel] = OrderedDict()
+        self._bytes_keys: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
+        self._opencl: Any = None
+
+        try:
+            self.env: dict[str, str] = dict(target.visibility_env())
+        except UnsupportedOperation:
+            self.env = {}
+        self._no_onnx: UnsupportedOperation | None = None
+        self.providers: list[tuple[str, dict[str, str]]] = []
+        self.intra_op_num_threads: int | None = None
+        try:
+            placement = target.onnx_placement()
+        except UnsupportedOperation as e:
+            self._no_onnx = e
+        else:
+            self.providers = [
+                (p.name, {str(k): str(v) for k, v in p.options.items()})
+                for p in placement.providers
+            ]
+            threads = placement.intra_op_num_threads
+            if (
+                threads is None
+                and self.providers[:1]
+                and self.providers[0][0] == ("CPUExecutionProvider")
+            ):
+                threads = target.compute_units or None
+            self.intra_op_num_threads = threads
+        self._config = {
+            "providers": self.providers,
+            "intra_op_num_threads": self.intra_op_num_threads,
+            "session_config": dict(session_config or {}),
+            "allow_fallback": allow_fallback,
+            "target": target.id,
+        }
+        self._runtime: w.Runtime | None = None if isolate else w.Runtime(self._config)
+
+        # Claim last: once held, every failure path releases it through the finalizer.
+        kind: ClaimKind = "partition" if isinstance(target, Partition) else "device"
+        device_id = target.device_id if isinstance(target, Partition) else target.id
+        claim = store.acquire(target.id, device_id, kind)
+        self._res.store = store
+        self._res.claim = claim
+        self._res.inventory = inventory
+
+    # -- identity -------------------------------------------------------------
+    @property
+    def target_id(self) -> str:
+        return self.target.id
+
+    @property
+    def claim(self) -> Claim | None:
+        """The claim this session holds (``None`` once closed)."""
+        return self._res.claim
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The pid of the isolated worker, if one is running."""
+        worker = self._res.worker
+        return worker.pid if worker is not None and worker.alive else None
+
+    def __repr__(self) -> str:
+        mode = "isolated" if self.isolated else "in-process"
+        state = "closed" if self.closed else "open"
+        return f"<Session {self.target_id} {mode} {state}>"
+
+    # -- lifecycle --------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker, release the claim (idempotent)."""
+        with self._lock:
+            self._loaded.clear()
+            self._bytes_keys.clear()
+            self._opencl = None
+            self._runtime = None
+            self._finalizer()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InvalidRequest(f"the session on {self.target_id} is closed; open a new one")
+
+    def _worker(self) -> _WorkerProc:
+        worker = self._res.worker
+        if worker is None or not worker.alive:
+            if worker is not None:
+                worker.kill()
+            self._loaded.clear()
+            env = {k: v for k, v in os.environ.items() if not w.is_visibility_var(k)}
+            env.update(self.env)
+            self._res.worker = None
+            self._res.worker = worker = _WorkerProc(env, self._config, self.target_id)
+        return worker
+
+    # -- what the runtime sees ------------------------------------------------------
+    def worker_env(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """The environment the runtime runs under: the worker's own (isolated), else ours.
+
+        ``names`` picks variables; by default every visibility variable that is set.
+        """
+        with self._lock:
+            self._check_open()
+            if not self.isolated:
+                env = dict(os.environ)
+                if names is None:
+                    return {k: v for k, v in env.items() if w.is_visibility_var(k)}
+                return {k: env[k] for k in names if k in env}
+            result, _ = self._worker().request(("env", list(names) if names else None))
+            return dict(result)
+
+    def opencl(self) -> tuple[Any, Any]:
+        """The target's ``(pyopencl.Context, pyopencl.CommandQueue)``, in this process.
+
+        :class:`UnsupportedOperation` unless the target's backend offers OpenCL contexts.
+        """
+        with self._lock:
+            self._check_open()
+            backend = self.target.backend_instance
+            make = getattr(backend, "context_and_queue", None)
+            if make is None:
+                raise UnsupportedOperation(
+                    f"{self.target_id} is not an OpenCL target: backend {self.target.backend} "
+                    "gives no pyopencl context"
+                )
+            if self._opencl is None:
+                try:
+                    self._opencl = make(self.target.info)
+                except AccelPoolError:
+                    raise
+                except Exception as e:
+                    raise AccelPoolError(
+                        f"could not create an OpenCL context on {self.target_id}: {e}"
+                    ) from e
+                self._res.extras.append(self._opencl)
+            ctx_queue: tuple[Any, Any] = self._opencl
+            return ctx_queue
+
+    # -- models -------------------------------------------------------------------------
+    def _source(self, model: Any) -> tuple[Any, str, Any]:
+        if isinstance(model, (str, os.PathLike)):
+            path = os.path.realpath(os.fspath(model))
+            try:
+                st = os.stat(path)
+            except OSError as e:
+                raise InvalidRequest(
+                    f"cannot read model file {os.fspath(model)!r}: {e.strerror}"
+                ) from None
+            return ("path", path, st.st_mtime_ns, st.st_size, st.st_ino), "path", path
+        if isinstance(model, (bytearray, memoryview)):
+            model = bytes(model)
+        elif not isinstance(model, bytes):
+            serialize = getattr(model, "SerializeToString", None)
+            if serialize is None:
+                raise InvalidRequest(
+                    f"a model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}"
+                )
+            model = serialize()
+        known = self._bytes_keys.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1], "bytes", model
+        key = ("bytes", hashlib.blake2b(model, digest_size=16).hexdigest())
+        # Remembering the object keeps its id from being reused while it is remembered.
+        self._bytes_keys[id(model)] = (model, key)
+        if len(self._bytes_keys) > 8:
+            self._bytes_keys.popitem(last=False)
+        return key, "bytes", model
+
+    def load(self, model: Any) -> LoadedModel:
+        """Load ``model`` (a path, bytes, an ``onnx.ModelProto``) once; later loads reuse it.
+
+        Models are keyed by identity: a file by path, size and modification time (so an
+        edited file is reloaded), bytes by content.
+        """
+        with self._lock:
+            self._check_open()
+            if self._no_onnx is not None:
+                raise UnsupportedOperation(
+                    f"{self.target_id} cannot run ONNX models: {self._no_onnx.message}"
+                )
+            if isinstance(model, LoadedModel):
+                if model._owner is self and model.key in self._loaded:
+                    self._loaded.move_to_end(model.key)
+                    return model
+                key, kind, source = model.key, model.kind, model.source
+            else:
+                key, kind, source = self._source(model)
+            hit = self._loaded.get(key)
+            if hit is not None:
+                self._loaded.move_to_end(key)
+                return hit
+            if self._runtime is not None:
+                try:
+                    info = self._runtime.load(key, kind, source)
+                except w.RuntimeFailure as f:
+                    _reraise(f)
+                ort_session = self._runtime.models[key][0]
+            else:
+                info, _ = self._worker().request(("load", key, kind, source))
+                ort_session = None
+            for message in info.get("warnings", ()):
+                warnings.warn(message, ProviderFallbackWarning, stacklevel=3)
+            loaded = LoadedModel(
+                key=key,
+                kind=kind,
+                source=source,
+                inputs=list(info["inputs"]),
+                outputs=list(info["outputs"]),
+                providers=list(info.get("providers", ())),
+                _owner=self,
+                _ort=ort_session,
+            )
+            self._loaded[key] = loaded
+            while len(self._loaded) > self._max_models:
+                old, _ = self._loaded.popitem(last=False)
+                self._unload(old)
+            return loaded
+
+    def _unload(self, key: Any) -> None:
+        if self._runtime is not None:
+            self._runtime.unload(key)
+        elif self._res.worker is not None and self._res.worker.alive:
+            self._res.worker.request(("unload", key))
+
+    def run(
+        self,
+        model: Any,
+        feeds: Mapping[str, Any],
+        output_names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``model`` on the target; its outputs by name, in the model's order.
+
+        ``model`` is a path, bytes, an ``onnx.ModelProto`` or a :class:`LoadedModel`
+        (loaded once and kept warm); ``feeds`` maps input names to numpy arrays.
+        """
+        if not isinstance(feeds, Mapping):
+            raise InvalidRequest(
+                f"feeds must map input names to arrays, not {type(feeds).__name__}"
+            )
+        if (
+            self._runtime is not None
+            and type(model) is LoadedModel
+            and model._owner is self
+            and model._ort is not None
+        ):
+            loaded = model  # the hot path: no lookups, straight to onnxruntime
+        else:
+            loaded = self.load(model)
+        names = list(output_names) if output_names is not None else loaded.outputs
+        if self._runtime is not None:
+            if not self._finalizer.alive:
+                self._check_open()
+            try:
+                outputs = loaded._ort.run(output_names, feeds)
+            except Exception as e:
+                _reraise(w.classify(e, f"run the model on {self.target_id}"))
+            return dict(zip(names, outputs, strict=True))
+        with self._lock:
+            self._check_open()
+            return dict(zip(names, self._run_isolated(loaded, feeds, output_names), strict=True))
+
+    def _run_isolated(
+        self, loaded: LoadedModel, feeds: Mapping[str, Any], output_names: Sequence[str] | None
+    ) -> list[Any]:
+        worker = self._worker()
+        if loaded.key not in self._loaded:
+            self.load(loaded)
+        items = list(feeds.items())
+        placed, needed = w.layout(items)
+        fds: list[int] = []
+        if needed and (worker.inbox is None or worker.inbox.size < needed):
+            arena, fd = w.Arena.create(needed, worker.inbox)
+            if worker.inbox is not None:
+                worker.inbox.close()
+            worker.inbox = arena
+            fds = [fd]
+        try:
+            meta = w.write_arrays(worker.inbox, placed) if placed else {}  # type: ignore[arg-type]
+            inline = {name: v for name, v in items if name not in meta}
+            msg = ("run", loaded.key, list(output_names) if output_names else None, meta, inline)
+            result, rfds = worker.request(msg, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if rfds:
+            if worker.outbox is not None:
+                worker.outbox.close()
+            worker.outbox = w.Arena.attach(rfds[0])
+            for fd in rfds[1:]:
+                os.close(fd)
+        outbox = worker.outbox
+        return [
+            w.view(outbox, *value).copy() if tag == "a" else value  # type: ignore[arg-type]
+            for tag, value in result
+        ]
+
+
+def open_session(
+    target: Device | Partition | str,
+    isolate: bool = True,
+    *,
+    allow_fallback: bool = False,
+    session_config: Mapping[str, str] | None = None,
+    inventory: Inventory | None = None,
+    max_models: int = 8,
+) -> Session:
+    """Claim ``target`` and open a session on it (also a context manager).
+
+    ``target`` is a :class:`~accelpool.Device`, a :class:`~accelpool.Partition`, or an
+    id resolved in ``inventory`` (default: a fresh :func:`~accelpool.discover`, kept
+    until the session closes). With ``isolate=True`` models run in a worker process
+    whose environment has the target's visibility variables in place before any
+    runtime starts; ``isolate=False`` runs them in this process, whose environment
+    is left alone. A provider missing from the installed onnxruntime raises
+    :class:`UnsupportedOperation` unless ``allow_fallback=True`` (then the CPU is used,
+    with a :class:`ProviderFallbackWarning`). ``session_config`` entries go to
+    onnxruntime's ``SessionOptions.add_session_config_entry``.
+
+    Raises :class:`~accelpool.InUse` naming the holder's pid when another live session
+    holds the target, its device, or one of its partitions.
+    """
+    owned: Inventory | None = None
+    if isinstance(target, str):
+        if inventory is None:
+            owned = inventory = discover()
+        try:
+            resolved: Device | Partition = inventory.target(target)
+        except BaseException:
+            if owned is not None:
+                owned.close()
+            raise
+    elif isinstance(target, (Device, Partition)):
+        resolved = target
+    else:
+        raise InvalidRequest(
+            "a session target is a Device, a Partition or an id string, "
+            f"not {type(target).__name__}"
+        )
+    if sys.platform == "win32" and isolate:
+        if owned is not None:
+            owned.close()
+        raise UnsupportedOperation("isolated sessions need POSIX; pass isolate=False on Windows")
+    try:
+        return Session(
+            resolved,
+            isolate=isolate,
+            allow_fallback=allow_fallback,
+            session_config=session_config,
+            max_models=max_models,
+            store=ClaimStore(),
+            inventory=owned,
+        )
+    except BaseException:
+        if owned is not None:
+            owned.close()
+        raise

@@ -1,0 +1,450 @@
+"""The isolated session worker, and the pieces the parent shares with it.
+
+The worker is started as ``python <this file> FD PARENT_PID`` with the session's
+environment already in place, so visibility variables apply before onnxruntime (or
+any other runtime) is imported. It therefore imports nothing of accelpool: only the
+standard library, numpy, and onnxruntime on the first model load.
+
+Protocol: length-prefixed pickles over one Unix socket. Array data never goes
+through the socket: each side owns an *arena* (an anonymous shared-memory file,
+``memfd`` on Linux) that it writes into and passes to the other side as a file
+descriptor once, when it is created or grown. Arenas have no name, so nothing can be
+left behind in ``/dev/shm``: the memory goes away when both processes drop it,
+whichever way they end.
+
+:class:`Runtime` (model cache + onnxruntime calls) is the same code in-process and in
+the worker, so both paths fail and fall back in exactly the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import pickle
+import re
+import socket
+import struct
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_HEADER = struct.Struct("<Q")
+_MAX_FDS = 4
+_ALIGN = 64
+_MIN_ARENA = 1 << 20
+
+#: Visibility variables of the accelerator families accelpool knows; any variable named
+#: ``*_VISIBLE_DEVICES`` or ``*_VISIBLE_CORES`` counts too.
+KNOWN_VISIBILITY_VARS = frozenset(
+    {
+        "CUDA_VISIBLE_DEVICES",
+        "NVIDIA_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "GPU_DEVICE_ORDINAL",
+        "ASCEND_RT_VISIBLE_DEVICES",
+        "ASCEND_VISIBLE_DEVICES",
+        "MLU_VISIBLE_DEVICES",
+        "NEURON_RT_VISIBLE_CORES",
+        "ZE_AFFINITY_MASK",
+        "ONEAPI_DEVICE_SELECTOR",
+    }
+)
+_VISIBILITY_RE = re.compile(r"^[A-Z0-9_]+_VISIBLE_(DEVICES|CORES)$")
+
+
+def is_visibility_var(name: str) -> bool:
+    """Whether ``name`` selects which accelerators a runtime sees."""
+    return name in KNOWN_VISIBILITY_VARS or bool(_VISIBILITY_RE.match(name))
+
+
+# -- errors -------------------------------------------------------------------
+
+#: ORT exception class names that mean "the request (model, feeds) is wrong".
+_ORT_INVALID = {
+    "InvalidArgument",
+    "InvalidGraph",
+    "InvalidProtobuf",
+    "NoSuchFile",
+    "NoModel",
+    "ModelLoaded",
+}
+
+
+class RuntimeFailure(Exception):
+    """An error the parent re-raises as an accelpool error of class ``kind``."""
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        vendor_code: str | None = None,
+        vendor_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.vendor_code = vendor_code
+        self.vendor_message = vendor_message
+
+    def as_tuple(self) -> tuple[str, str, str | None, str | None]:
+        return (self.kind, self.message, self.vendor_code, self.vendor_message)
+
+
+def classify(error: BaseException, doing: str) -> RuntimeFailure:
+    """Map an onnxruntime (or feed) error onto an accelpool error kind, keeping its text."""
+    if isinstance(error, RuntimeFailure):
+        return error
+    name = type(error).__name__
+    text = str(error).strip()
+    first = (text.splitlines() or [name])[0]
+    if len(first) > 300:
+        first = first[:297] + "..."
+    if name in _ORT_INVALID or isinstance(error, (KeyError, ValueError, TypeError, IndexError)):
+        kind = "InvalidRequest"
+    elif name == "NotImplemented":
+        kind = "UnsupportedOperation"
+    else:
+        kind = "AccelPoolError"
+    return RuntimeFailure(kind, f"onnxruntime could not {doing}: {first}", name, text or None)
+
+
+# -- the runtime (in-process and in the worker) ----------------------------------
+
+
+class Runtime:
+    """Loaded onnxruntime sessions by model key, created with one session's settings."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.providers: list[tuple[str, dict[str, str]]] = [
+            (n, dict(o)) for n, o in config["providers"]
+        ]
+        self.intra_op_num_threads: int | None = config.get("intra_op_num_threads")
+        self.session_config: dict[str, str] = dict(config.get("session_config") or {})
+        self.allow_fallback: bool = bool(config.get("allow_fallback"))
+        self.target: str = config.get("target", "?")
+        self.models: dict[Any, tuple[Any, list[str], list[str]]] = {}
+
+    def _providers_for_ort(self, available: Sequence[str]) -> tuple[list[Any], list[str]]:
+        missing = [n for n, _ in self.providers if n not in available]
+        if missing and not self.allow_fallback:
+            raise RuntimeFailure(
+                "UnsupportedOperation",
+                f"{self.target} needs onnxruntime's {', '.join(missing)}, which this "
+                f"onnxruntime build lacks (it has {', '.join(available)}); install a build "
+                "with it, or pass allow_fallback=True to run on the CPU",
+            )
+        chosen: list[Any] = [(n, o) for n, o in self.providers if n in available]
+        warnings = []
+        if missing:
+            warnings.append(
+                f"{self.target}: onnxruntime lacks {', '.join(missing)}; "
+                "running on CPUExecutionProvider instead (allow_fallback=True)"
+            )
+        if not chosen:
+            chosen = ["CPUExecutionProvider"]
+        return chosen, warnings
+
+    def load(self, key: Any, kind: str, source: Any) -> dict[str, Any]:
+        """Create the onnxruntime session for ``key`` (a no-op if it is loaded)."""
+        if key in self.models:
+            _, inputs, outputs = self.models[key]
+            return {"inputs": inputs, "outputs": outputs, "warnings": []}
+        try:
+            import onnxruntime as ort
+
+            providers, warnings = self._providers_for_ort(ort.get_available_providers())
+            options = ort.SessionOptions()
+            if self.intra_op_num_threads:
+                options.intra_op_num_threads = int(self.intra_op_num_threads)
+            for k, v in self.session_config.items():
+                options.add_session_config_entry(str(k), str(v))
+            if kind == "path" and not os.path.exists(source):
+                raise RuntimeFailure("InvalidRequest", f"no model file {source!r}")
+            sess = ort.InferenceSession(source, sess_options=options, providers=providers)
+            if not self.allow_fallback:
+                # The session promised these providers: never fall back to the CPU silently.
+                sess.disable_fallback()
+        except Exception as e:
+            raise classify(e, f"load the model for {self.target}") from e
+        inputs = [i.name for i in sess.get_inputs()]
+        outputs = [o.name for o in sess.get_outputs()]
+        self.models[key] = (sess, inputs, outputs)
+        return {
+            "inputs": inputs,
+            "outputs": outputs,
+            "providers": list(sess.get_providers()),
+            "warnings": warnings,
+        }
+
+    def unload(self, key: Any) -> None:
+        self.models.pop(key, None)
+
+    def run(self, key: Any, output_names: Sequence[str] | None, feeds: Mapping[str, Any]) -> Any:
+        """Run a loaded model; the outputs, in ``output_names`` (or the model's) order."""
+        sess = self.models[key][0]
+        try:
+            return sess.run(output_names, feeds)
+        except Exception as e:
+            raise classify(e, f"run the model on {self.target}") from e
+
+
+# -- shared memory ------------------------------------------------------------------
+
+
+def _anonymous_fd(size: int) -> int:
+    """A file descriptor to ``size`` bytes of shared memory that has no name."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("accelpool-session", getattr(os, "MFD_CLOEXEC", 0))
+    else:  # POSIX without memfd: a named segment, unlinked at once so nothing can leak
+        import _posixshmem
+        import secrets
+
+        name = "/accelpool-" + secrets.token_hex(8)
+        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+        _posixshmem.shm_unlink(name)
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Arena:
+    """A shared-memory block mapped in this process."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.size = size
+        self.mm = mmap.mmap(fd, size)
+
+    @classmethod
+    def create(cls, needed: int, old: Arena | None = None) -> tuple[Arena, int]:
+        """A new arena of at least ``needed`` bytes and its fd (to send, then close)."""
+        size = max(needed, _MIN_ARENA, 2 * old.size if old else 0)
+        size = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+        fd = _anonymous_fd(size)
+        try:
+            return cls(fd, size), fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def attach(cls, fd: int) -> Arena:
+        """Map an arena received from the other side (and close the received fd)."""
+        try:
+            return cls(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        # A view still alive elsewhere keeps the mapping (BufferError); GC then frees it.
+        with contextlib.suppress(BufferError, ValueError):
+            self.mm.close()
+
+
+def shm_able(value: Any) -> bool:
+    """Whether a value travels through shared memory (plain numeric numpy arrays)."""
+    import numpy as np
+
+    return (
+        isinstance(value, np.ndarray)
+        and value.dtype.kind in "biufc"
+        and not value.dtype.hasobject
+        and value.dtype.names is None
+        and value.size > 0
+    )
+
+
+def layout(values: Sequence[tuple[str, Any]]) -> tuple[list[tuple[str, Any, int]], int]:
+    """Offsets for the shared-memory values among ``values``, and the bytes they need."""
+    placed = []
+    end = 0
+    for name, v in values:
+        if shm_able(v):
+            off = (end + _ALIGN - 1) // _ALIGN * _ALIGN
+            placed.append((name, v, off))
+            end = off + v.nbytes
+    return placed, end
+
+
+def write_arrays(
+    arena: Arena, placed: Sequence[tuple[str, Any, int]]
+) -> dict[str, tuple[str, tuple[int, ...], int]]:
+    """Copy arrays into ``arena``; their metadata by name."""
+    import numpy as np
+
+    meta = {}
+    for name, v, off in placed:
+        dst = np.ndarray(v.shape, v.dtype, buffer=arena.mm, offset=off)
+        np.copyto(dst, v, casting="no")
+        del dst
+        meta[name] = (v.dtype.str, tuple(v.shape), off)
+    return meta
+
+
+def view(arena: Arena, dtype: str, shape: tuple[int, ...], off: int) -> Any:
+    import numpy as np
+
+    return np.ndarray(shape, np.dtype(dtype), buffer=arena.mm, offset=off)
+
+
+# -- the channel --------------------------------------------------------------------
+
+
+class Channel:
+    """Length-prefixed pickles over a Unix stream socket, with optional fds attached."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, obj: Any, fds: Sequence[int] = ()) -> None:
+        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data = _HEADER.pack(len(payload)) + payload
+        if fds:
+            sent = socket.send_fds(self.sock, [data], list(fds))
+            if sent < len(data):
+                self.sock.sendall(memoryview(data)[sent:])
+        else:
+            self.sock.sendall(data)
+
+    def recv(self) -> tuple[Any, list[int]]:
+        head, fds, _, _ = socket.recv_fds(self.sock, _HEADER.size, _MAX_FDS)
+        if not head:
+            raise EOFError("the other side of the session channel closed")
+        while len(head) < _HEADER.size:
+            more = self.sock.recv(_HEADER.size - len(head))
+            if not more:
+                raise EOFError("the session channel closed mid-message")
+            head += more
+        (n,) = _HEADER.unpack(head)
+        buf = bytearray(n)
+        mv = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.sock.recv_into(mv[got:], n - got)
+            if not k:
+                raise EOFError("the session channel closed mid-message")
+            got += k
+        return pickle.loads(buf), fds
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# -- the worker process ----------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.runtime: Runtime | None = None
+        self.inbox: Arena | None = None
+        self.outbox: Arena | None = None
+
+    def handle(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
+        op = msg[0]
+        if op == "init":
+            self.runtime = Runtime(msg[1])
+            return {"pid": os.getpid()}, []
+        if op == "env":
+            names = msg[1]
+            env = dict(os.environ)
+            if names is None:
+                return {k: v for k, v in env.items() if is_visibility_var(k)}, []
+            return {k: env[k] for k in names if k in env}, []
+        assert self.runtime is not None, "worker used before init"
+        if op == "load":
+            return self.runtime.load(msg[1], msg[2], msg[3]), []
+        if op == "unload":
+            self.runtime.unload(msg[1])
+            return None, []
+        if op == "run":
+            return self.run(msg, fds)
+        raise RuntimeFailure("AccelPoolError", f"session worker got an unknown request {op!r}")
+
+    def run(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
+        _, key, output_names, meta, inline = msg
+        assert self.runtime is not None
+        if fds:
+            if self.inbox is not None:
+                self.inbox.close()
+            self.inbox = Arena.attach(fds[0])
+        feeds: dict[str, Any] = dict(inline)
+        for name, (dtype, shape, off) in meta.items():
+            assert self.inbox is not None
+            feeds[name] = view(self.inbox, dtype, shape, off)
+        try:
+            outputs = self.runtime.run(key, output_names, feeds)
+        finally:
+            feeds.clear()  # drop the views before the inbox may be replaced
+        named = list(enumerate(outputs))
+        placed, needed = layout([(str(i), v) for i, v in named])
+        send_fds: list[int] = []
+        if needed and (self.outbox is None or self.outbox.size < needed):
+            new, fd = Arena.create(needed, self.outbox)
+            if self.outbox is not None:
+                self.outbox.close()
+            self.outbox = new
+            send_fds = [fd]
+        out_meta: dict[str, Any] = write_arrays(self.outbox, placed) if placed else {}  # type: ignore[arg-type]
+        result = [("a", out_meta[str(i)]) if str(i) in out_meta else ("v", v) for i, v in named]
+        return result, send_fds
+
+    def serve(self) -> None:
+        while True:
+            try:
+                msg, fds = self.channel.recv()
+            except (EOFError, ConnectionError):
+                return  # the parent went away or closed the session
+            if msg[0] == "exit":
+                return
+            out_fds: list[int] = []
+            try:
+                result, out_fds = self.handle(msg, fds)
+                reply: tuple[Any, ...] = ("ok", result)
+            except Exception as e:
+                reply = ("err", *classify(e, f"serve a {msg[0]} request").as_tuple())
+            try:
+                self.channel.send(reply, out_fds)
+            except (BrokenPipeError, ConnectionError):
+                return
+            finally:
+                for fd in out_fds:
+                    os.close(fd)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """On Linux, have the kernel kill this worker if its parent dies mid-run."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        return  # best effort: the worker still exits when its channel closes
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def main(argv: Sequence[str]) -> int:
+    fd, parent_pid = int(argv[1]), int(argv[2])
+    _die_with_parent(parent_pid)
+    channel = Channel(socket.socket(fileno=fd))
+    try:
+        _Worker(channel).serve()
+    finally:
+        channel.close()
+    return 0
+
+
+if __name__ == "__main__":
+    # Started as a file: keep this folder off sys.path so it can shadow nothing.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.exit(main(sys.argv))
