@@ -1,0 +1,262 @@
+"""The DCMI driver interface the Ascend backend talks to.
+
+Two implementations sit behind it: :class:`accelpool_ascend.dcmi.DcmiLibrary`, a thin
+ctypes binding to Huawei's ``libdcmi.so``, and
+:class:`accelpool_ascend.sim.SimulatedDcmi`, a simulator with the real chips' vNPU
+templates. Every method mirrors one DCMI C function (named in its docstring), takes
+DCMI's own ids (``card_id``, ``device_id``, logic and physical ids) and raises
+:class:`DcmiError` with DCMI's return code when the call fails.
+
+Signatures follow ``dcmi_interface_api.h`` (Ascend/mind-cluster,
+``component/ascend-common/devmanager/dcmi``).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+# -- DCMI return codes (dcmi_interface_api.h: DCMI_ERROR_CODE_BASE = -8000) -----------
+DCMI_OK = 0
+ERR_INVALID_PARAMETER = -8001
+ERR_OPER_NOT_PERMITTED = -8002
+ERR_MEM_OPERATE_FAIL = -8003
+ERR_SECURE_FUN_FAIL = -8004
+ERR_INNER_ERR = -8005
+ERR_TIME_OUT = -8006
+ERR_INVALID_DEVICE_ID = -8007
+ERR_DEVICE_NOT_EXIST = -8008
+ERR_IOCTL_FAIL = -8009
+ERR_SEND_MSG_FAIL = -8010
+ERR_RECV_MSG_FAIL = -8011
+ERR_NOT_READY = -8012
+ERR_NOT_SUPPORT_IN_CONTAINER = -8013
+ERR_FILE_OPERATE_FAIL = -8014
+ERR_RESET_FAIL = -8015
+ERR_ABORT_OPERATE = -8016
+ERR_IS_UPGRADING = -8017
+ERR_RESOURCE_OCCUPIED = -8020
+ERR_PARTITION_NOT_RIGHT = -8022
+ERR_CONFIG_INFO_NOT_EXIST = -8023
+ERR_NOT_SUPPORT = -8255
+
+ERROR_NAMES: dict[int, tuple[str, str]] = {
+    ERR_INVALID_PARAMETER: ("DCMI_ERR_CODE_INVALID_PARAMETER", "invalid parameter"),
+    ERR_OPER_NOT_PERMITTED: ("DCMI_ERR_CODE_OPER_NOT_PERMITTED", "operation not permitted"),
+    ERR_MEM_OPERATE_FAIL: ("DCMI_ERR_CODE_MEM_OPERATE_FAIL", "memory operation failed"),
+    ERR_SECURE_FUN_FAIL: ("DCMI_ERR_CODE_SECURE_FUN_FAIL", "secure function failed"),
+    ERR_INNER_ERR: ("DCMI_ERR_CODE_INNER_ERR", "internal error"),
+    ERR_TIME_OUT: ("DCMI_ERR_CODE_TIME_OUT", "timed out"),
+    ERR_INVALID_DEVICE_ID: ("DCMI_ERR_CODE_INVALID_DEVICE_ID", "invalid device id"),
+    ERR_DEVICE_NOT_EXIST: ("DCMI_ERR_CODE_DEVICE_NOT_EXIST", "device does not exist"),
+    ERR_IOCTL_FAIL: ("DCMI_ERR_CODE_IOCTL_FAIL", "ioctl failed"),
+    ERR_SEND_MSG_FAIL: ("DCMI_ERR_CODE_SEND_MSG_FAIL", "sending a message failed"),
+    ERR_RECV_MSG_FAIL: ("DCMI_ERR_CODE_RECV_MSG_FAIL", "receiving a message failed"),
+    ERR_NOT_READY: ("DCMI_ERR_CODE_NOT_REDAY", "not ready"),
+    ERR_NOT_SUPPORT_IN_CONTAINER: (
+        "DCMI_ERR_CODE_NOT_SUPPORT_IN_CONTAINER",
+        "not supported in a container",
+    ),
+    ERR_FILE_OPERATE_FAIL: ("DCMI_ERR_CODE_FILE_OPERATE_FAIL", "file operation failed"),
+    ERR_RESET_FAIL: ("DCMI_ERR_CODE_RESET_FAIL", "reset failed"),
+    ERR_ABORT_OPERATE: ("DCMI_ERR_CODE_ABORT_OPERATE", "operation aborted"),
+    ERR_IS_UPGRADING: ("DCMI_ERR_CODE_IS_UPGRADING", "the device is being upgraded"),
+    ERR_RESOURCE_OCCUPIED: ("DCMI_ERR_CODE_RESOURCE_OCCUPIED", "device resources are occupied"),
+    ERR_PARTITION_NOT_RIGHT: ("DCMI_ERR_CODE_PARTITION_NOT_RIGHT", "partition not right"),
+    ERR_CONFIG_INFO_NOT_EXIST: (
+        "DCMI_ERR_CODE_CONFIG_INFO_NOT_EXIST",
+        "configuration information does not exist",
+    ),
+    ERR_NOT_SUPPORT: ("DCMI_ERR_CODE_NOT_SUPPORT", "not supported"),
+}
+
+#: ``enum dcmi_main_cmd``: DCMI_MAIN_CMD_VDEV_MNG (= DCMI_MAIN_CMD_SVM + 1).
+MAIN_CMD_VDEV_MNG = 52
+#: VDEV_MNG sub-commands (mind-cluster devmanager/dcmi/constants.go).
+VMNG_SUB_CMD_GET_VDEV_RESOURCE = 0
+VMNG_SUB_CMD_GET_TOTAL_RESOURCE = 1
+VMNG_SUB_CMD_GET_FREE_RESOURCE = 2
+#: ``enum dcmi_die_type``.
+DIE_NDIE = 0
+DIE_VDIE = 1
+#: ``vdev_id`` meaning "let the driver choose" (``npu-smi ... -v 4294967295``).
+VDEV_ID_AUTO = 0xFFFFFFFF
+#: ``dcmi_get_device_utilization_rate`` input type for the AI Core.
+UTILIZATION_AICORE = 2
+
+
+class DcmiError(Exception):
+    """A DCMI call returned a non-zero code."""
+
+    def __init__(self, code: int, function: str) -> None:
+        self.code = code
+        self.function = function
+        name, text = ERROR_NAMES.get(code, (f"DCMI error {code}", "unknown error"))
+        self.name = name
+        self.text = text
+        super().__init__(f"{function} returned {code} ({name}: {text})")
+
+    @property
+    def vendor_message(self) -> str:
+        return f"{self.function}: {self.name}: {self.text}"
+
+
+class DcmiUnavailable(Exception):
+    """``libdcmi.so`` (or one of its functions) cannot be loaded here."""
+
+
+@dataclass(frozen=True)
+class ChipInfo:
+    """``struct dcmi_chip_info``."""
+
+    chip_type: str
+    chip_name: str
+    chip_ver: str
+    aicore_cnt: int
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    """``struct dcmi_get_memory_info_stru`` (sizes in MB)."""
+
+    memory_size_mb: int
+    memory_available_mb: int
+    utilization: int
+
+
+@dataclass(frozen=True)
+class HbmInfo:
+    """``struct dcmi_hbm_info`` (sizes in MB)."""
+
+    memory_size_mb: int
+    memory_usage_mb: int
+    temperature_c: int
+
+
+@dataclass(frozen=True)
+class VdevCreated:
+    """``struct dcmi_create_vdev_out``."""
+
+    vdev_id: int
+    vfg_id: int
+
+
+@dataclass(frozen=True)
+class SocResource:
+    """The computing part of ``struct dcmi_soc_total_resource`` / ``dcmi_soc_free_resource``.
+
+    ``vdev_ids`` is filled for the total-resource query only.
+    """
+
+    aicore: float
+    aicpu: int
+    memory_mb: int
+    vdev_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class VdevInfo:
+    """``struct dcmi_vdev_query_info``, the fields accelpool uses."""
+
+    vdev_id: int
+    name: str
+    status: int
+    is_container_used: int
+    vfg_id: int
+    aicore: float
+    aicpu: int
+    memory_mb: int
+
+
+class DcmiDriver(abc.ABC):
+    """What the Ascend backend needs from DCMI, one method per C function."""
+
+    @abc.abstractmethod
+    def init(self) -> None:
+        """``int dcmi_init(void)``."""
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """``int dcmi_get_dcmi_version(char *dcmi_ver, int buf_size)``."""
+
+    @abc.abstractmethod
+    def card_list(self) -> list[int]:
+        """``int dcmi_get_card_list(int *card_num, int *card_list, int list_len)``."""
+
+    @abc.abstractmethod
+    def device_num_in_card(self, card_id: int) -> int:
+        """``int dcmi_get_device_num_in_card(int card_id, int *device_num)``."""
+
+    @abc.abstractmethod
+    def logic_id(self, card_id: int, device_id: int) -> int:
+        """``int dcmi_get_device_logic_id(int *device_logic_id, int card_id, int device_id)``."""
+
+    @abc.abstractmethod
+    def phy_id_from_logic_id(self, logic_id: int) -> int:
+        """``int dcmi_get_device_phyid_from_logicid(unsigned int logicid, unsigned int *phyid)``."""
+
+    @abc.abstractmethod
+    def chip_info(self, card_id: int, device_id: int) -> ChipInfo:
+        """``int dcmi_get_device_chip_info(int card_id, int device_id,
+        struct dcmi_chip_info *)``."""
+
+    @abc.abstractmethod
+    def die_id(self, card_id: int, device_id: int, die_type: int = DIE_VDIE) -> tuple[int, ...]:
+        """``int dcmi_get_device_die_v2(int card_id, int device_id, enum dcmi_die_type,
+        struct dcmi_die_id *)``: five 32-bit words."""
+
+    @abc.abstractmethod
+    def memory_info(self, card_id: int, device_id: int) -> MemoryInfo:
+        """``int dcmi_get_device_memory_info_v3(int card_id, int device_id,
+        struct dcmi_get_memory_info_stru *)``."""
+
+    @abc.abstractmethod
+    def hbm_info(self, card_id: int, device_id: int) -> HbmInfo:
+        """``int dcmi_get_device_hbm_info(int card_id, int device_id, struct dcmi_hbm_info *)``."""
+
+    @abc.abstractmethod
+    def health(self, card_id: int, device_id: int) -> int:
+        """``int dcmi_get_device_health(int card_id, int device_id, unsigned int *health)``."""
+
+    @abc.abstractmethod
+    def utilization_rate(self, card_id: int, device_id: int, input_type: int) -> int:
+        """``int dcmi_get_device_utilization_rate(int card_id, int device_id, int input_type,
+        unsigned int *utilization_rate)``."""
+
+    @abc.abstractmethod
+    def temperature(self, card_id: int, device_id: int) -> int:
+        """``int dcmi_get_device_temperature(int card_id, int device_id, int *temperature)``."""
+
+    @abc.abstractmethod
+    def power_decawatts(self, card_id: int, device_id: int) -> int:
+        """``int dcmi_get_device_power_info(int card_id, int device_id, int *power)``
+        (units of 0.1 W)."""
+
+    @abc.abstractmethod
+    def create_vdevice(
+        self, card_id: int, device_id: int, template_name: str, vdev_id: int = VDEV_ID_AUTO
+    ) -> VdevCreated:
+        """``int dcmi_create_vdevice(int card_id, int device_id,
+        struct dcmi_create_vdev_res_stru *vdev, struct dcmi_create_vdev_out *out)``."""
+
+    @abc.abstractmethod
+    def destroy_vdevice(self, card_id: int, device_id: int, vdev_id: int) -> None:
+        """``int dcmi_set_destroy_vdevice(int card_id, int device_id, unsigned int vdevid)``."""
+
+    @abc.abstractmethod
+    def total_resource(self, card_id: int, device_id: int) -> SocResource:
+        """``dcmi_get_device_info(card, dev, DCMI_MAIN_CMD_VDEV_MNG,
+        VMNG_SUB_CMD_GET_TOTAL_RESOURCE, struct dcmi_soc_total_resource *, &size)``."""
+
+    @abc.abstractmethod
+    def free_resource(self, card_id: int, device_id: int) -> SocResource:
+        """``dcmi_get_device_info(card, dev, DCMI_MAIN_CMD_VDEV_MNG,
+        VMNG_SUB_CMD_GET_FREE_RESOURCE, struct dcmi_soc_free_resource *, &size)``."""
+
+    @abc.abstractmethod
+    def vdevice_info(self, card_id: int, device_id: int, vdev_id: int) -> VdevInfo:
+        """``dcmi_get_device_info(card, dev, DCMI_MAIN_CMD_VDEV_MNG,
+        VMNG_SUB_CMD_GET_VDEV_RESOURCE, struct dcmi_vdev_query_stru *, &size)``."""
+
+    def close(self) -> None:  # noqa: B027 - DCMI has no de-init; simulators may hold nothing
+        """Release what the driver holds."""
