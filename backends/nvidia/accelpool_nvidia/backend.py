@@ -1,0 +1,1017 @@
+"""The NVIDIA backend: GPUs, MIG and vGPU partitions, telemetry and visibility over pynvml.
+
+Production code only: in a simulated fleet the same code runs over
+:class:`~accelpool_nvidia.simulator.NvmlSimulator`, installed beneath pynvml as its
+``nvmlLib`` for the duration of each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+import uuid as uuidlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pynvml
+
+from accelpool.capabilities import Capabilities, Capability
+from accelpool.errors import (
+    AccelPoolError,
+    BackendUnavailable,
+    InsufficientCapacity,
+    InvalidRequest,
+    NotFound,
+    UnsupportedOperation,
+)
+from accelpool.spi import FAULTS, Backend, BackendContext, Target
+from accelpool.types import (
+    AttributeValue,
+    DeviceInfo,
+    ExecutionProvider,
+    OnnxPlacement,
+    PartitionInfo,
+    PartitionProfile,
+    Placement,
+    Telemetry,
+)
+from accelpool_nvidia import nvml_codes as rc
+from accelpool_nvidia.errors import from_nvml, from_oserror, nvml_errors, nvml_text
+from accelpool_nvidia.mdev import MdevSysfs, sysfs_pci
+from accelpool_nvidia.models import ARCH_NAMES, GI_PROFILE_COUNT, MIB, mig_profile_name
+from accelpool_nvidia.placement import Geometry, choose_placement
+from accelpool_nvidia.visibility import format_cuda_visible_devices
+
+log = logging.getLogger("accelpool.nvidia")
+
+__all__ = ["MigModeChange", "NvidiaBackend"]
+
+#: pynvml is one module with one ``nvmlLib``: calls through it are serialised, and a
+#: simulated backend swaps its library in for the duration of each operation.
+_PYNVML_LOCK = threading.RLock()
+
+_VIRT_NAMES = {0: "none", 1: "passthrough", 2: "vgpu", 3: "host-vgpu", 4: "host-vsga"}
+_VIRT_HOST_VGPU = 3
+_NO_GI_PROFILE = 0xFFFFFFFF
+_MAX_PLACEMENTS = 32
+_CREATE_MIDWAY_FUNCTIONS = (
+    "nvmlGpuInstanceCreateComputeInstance",
+    "nvmlGpuInstanceCreateComputeInstanceWithPlacement",
+    "nvmlDeviceGetActiveVgpus",
+)
+
+
+@dataclass(frozen=True)
+class MigModeChange:
+    """The outcome of switching MIG mode on one GPU, told honestly.
+
+    ``status`` is ``"applied"`` (current mode is what was asked), ``"pending"`` (the
+    driver accepted it but it waits for a GPU reset: see ``reason``) or
+    ``"unchanged"`` (the GPU was already in that mode).
+    """
+
+    device_id: str
+    requested: bool
+    current: bool
+    pending: bool
+    status: str
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device_id,
+            "requested": "enabled" if self.requested else "disabled",
+            "current": "enabled" if self.current else "disabled",
+            "pending": "enabled" if self.pending else "disabled",
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class _GiProfile:
+    enum: int
+    id: int
+    name: str
+    slices: int
+    instances: int
+    sms: int
+    memory_mb: int
+    copy_engines: int
+    decoders: int
+    encoders: int
+    jpegs: int
+    ofas: int
+    placements: tuple[tuple[int, int], ...]
+
+    @property
+    def size(self) -> int:
+        return self.placements[0][1] if self.placements else 0
+
+    def geometry(self) -> Geometry:
+        return Geometry(self.id, self.size, tuple(s for s, _ in self.placements), self.instances)
+
+
+def _cores_per_sm(cc: tuple[int, int]) -> int:
+    major, minor = cc
+    if major >= 9 or (major == 8 and minor != 0):
+        return 128
+    return 64
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class NvidiaBackend(Backend):
+    """accelpool backend for NVIDIA GPUs through NVML (``pynvml``)."""
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self._lib: Any = None
+        self._sim: Any = None  # NvmlSimulator when running in a simulated fleet
+        self._mdev: MdevSysfs | None = None
+        self._initialised = False
+        self._vgpu_names: dict[int, str] = {}
+
+    # -- plumbing ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _nvml(self, action: str) -> Iterator[None]:
+        """Hold pynvml with this backend's library installed; map NVML errors."""
+        if self._lib is None:
+            raise BackendUnavailable(f"{action}: the NVIDIA backend was not probed successfully")
+        with _PYNVML_LOCK:
+            previous = pynvml.nvmlLib
+            swap = previous is not self._lib
+            if swap:
+                self._install(self._lib)
+            try:
+                with nvml_errors(action):
+                    yield
+            finally:
+                if swap:
+                    self._install(previous)
+
+    @staticmethod
+    def _install(lib: Any) -> None:
+        with pynvml.libLoadLock:
+            pynvml.nvmlLib = lib
+            pynvml._nvmlGetFunctionPointer_cache.clear()
+
+    def _handle(self, device: DeviceInfo) -> Any:
+        try:
+            return pynvml.nvmlDeviceGetHandleByUUID(device.native_id)
+        except pynvml.NVMLError as e:
+            if e.value == rc.NOT_FOUND:
+                raise NotFound(
+                    f"no NVIDIA GPU {device.native_id} here any more; run 'accelpool ls'",
+                    vendor_code=rc.NOT_FOUND,
+                    vendor_message=nvml_text(e),
+                ) from e
+            raise
+
+    def _dev_id(self, device: DeviceInfo) -> str:
+        return f"{self.name}:{device.native_id}"
+
+    # -- probe and discovery -------------------------------------------------------------
+    def probe(self) -> str | None:
+        sim = self.context.sim
+        if sim is not None:
+            from accelpool_nvidia.simulator import NvmlSimulator, SimMdevSysfs
+
+            try:
+                self._sim = NvmlSimulator(sim.fleet, sim.devices, sim.state, sim.root)
+            except ValueError as e:
+                raise BackendUnavailable(f"simulated fleet {sim.fleet!r}: {e}") from None
+            self._lib = self._sim.lib
+            self._mdev = SimMdevSysfs(self._sim)
+        else:
+            self._lib = self._load_real_library()
+            root = self.context.options.get("sysfs_root") or os.environ.get(
+                "ACCELPOOL_NVIDIA_SYSFS_ROOT", "/sys"
+            )
+            self._mdev = MdevSysfs(Path(root))
+        with self._nvml("initialising NVML"):
+            if sim is not None:
+                pynvml.nvmlInit()
+            self._initialised = True
+            version: str = _str(pynvml.nvmlSystemGetDriverVersion())
+        return version
+
+    def _load_real_library(self) -> Any:
+        from accelpool_nvidia.simulator import NvmlLib
+
+        with _PYNVML_LOCK:
+            previous = pynvml.nvmlLib
+            if isinstance(previous, NvmlLib):
+                self._install(None)  # let pynvml load the real library
+            try:
+                pynvml.nvmlInit()
+                lib = pynvml.nvmlLib
+            except pynvml.NVMLError as e:
+                if e.value == rc.LIBRARY_NOT_FOUND:
+                    raise BackendUnavailable(
+                        "NVML library not found (libnvidia-ml.so.1): install the NVIDIA "
+                        "driver, or use a simulated fleet with --sim",
+                        vendor_code=rc.LIBRARY_NOT_FOUND,
+                        vendor_message=nvml_text(e),
+                    ) from None
+                if e.value == rc.DRIVER_NOT_LOADED:
+                    raise BackendUnavailable(
+                        "NVIDIA driver not loaded: load the nvidia kernel module "
+                        "(modprobe nvidia) or reinstall the driver",
+                        vendor_code=rc.DRIVER_NOT_LOADED,
+                        vendor_message=nvml_text(e),
+                    ) from None
+                raise from_nvml(e, "initialising NVML") from None
+            finally:
+                if isinstance(previous, NvmlLib):
+                    self._install(previous)
+        return lib
+
+    def close(self) -> None:
+        if self._initialised and self._lib is not None:
+            with contextlib.suppress(AccelPoolError), self._nvml("shutting NVML down"):
+                pynvml.nvmlShutdown()
+            self._initialised = False
+
+    def capabilities(self) -> Capabilities:
+        supported = [
+            Capability.DISCOVERY,
+            Capability.PARTITION,
+            Capability.PARTITION_MIG,
+            Capability.PARTITION_VGPU,
+            Capability.PARTITION_DEVICE_SCOPE,
+            Capability.TELEMETRY,
+            Capability.VISIBILITY,
+            Capability.SESSION_ONNX,
+            Capability.MIG_MODE,
+        ]
+        unsupported = [
+            Capability.PARTITION_VNPU,
+            Capability.PARTITION_MIM,
+            Capability.PARTITION_SMLU,
+            Capability.PARTITION_SUBDEVICE,
+        ]
+        if self.context.sim is not None:
+            supported.append(Capability.FAULT_INJECTION)
+        else:
+            unsupported.append(Capability.FAULT_INJECTION)
+        return Capabilities.of(supported, unsupported)
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        with self._nvml("listing NVIDIA GPUs"):
+            driver = _str(pynvml.nvmlSystemGetDriverVersion())
+            cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+            result = []
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                try:
+                    h = pynvml.nvmlDeviceGetHandleByIndex(i)
+                    result.append(self._device_info(i, h, driver, cuda))
+                except pynvml.NVMLError as e:
+                    if e.value != rc.GPU_IS_LOST:
+                        raise
+                    log.warning("NVIDIA GPU %d is lost (fell off the bus); skipping it", i)
+            return result
+
+    def _device_info(self, index: int, h: Any, driver: str, cuda: int) -> DeviceInfo:
+        uuid = _str(pynvml.nvmlDeviceGetUUID(h))
+        name = _str(pynvml.nvmlDeviceGetName(h))
+        total = int(pynvml.nvmlDeviceGetMemoryInfo(h).total)
+        pci = pynvml.nvmlDeviceGetPciInfo(h)
+        cc = pynvml.nvmlDeviceGetCudaComputeCapability(h)
+        attrs: dict[str, AttributeValue] = {
+            "nvidia.com/uuid": uuid,
+            "nvidia.com/productName": name,
+            "nvidia.com/pciBusID": _str(pci.busId),
+            "nvidia.com/pciDeviceID": f"0x{pci.pciDeviceId:08X}",
+            "nvidia.com/cudaComputeCapability": f"{cc[0]}.{cc[1]}",
+            "nvidia.com/driverVersion": driver,
+            "nvidia.com/cudaDriverVersion": f"{cuda // 1000}.{(cuda % 1000) // 10}",
+        }
+        with contextlib.suppress(pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+            attrs["nvidia.com/architecture"] = ARCH_NAMES.get(
+                pynvml.nvmlDeviceGetArchitecture(h), "unknown"
+            )
+        compute_units = 0
+        with contextlib.suppress(pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+            cores = int(pynvml.nvmlDeviceGetNumGpuCores(h))
+            attrs["nvidia.com/cudaCores"] = cores
+            compute_units = cores // _cores_per_sm(cc)
+        try:
+            current, pending = pynvml.nvmlDeviceGetMigMode(h)
+            attrs["nvidia.com/migCapable"] = True
+            attrs["nvidia.com/migMode"] = "enabled" if current else "disabled"
+            attrs["nvidia.com/migModePending"] = "enabled" if pending else "disabled"
+        except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+            attrs["nvidia.com/migCapable"] = False
+        with contextlib.suppress(pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+            virt = pynvml.nvmlDeviceGetVirtualizationMode(h)
+            attrs["nvidia.com/virtualizationMode"] = _VIRT_NAMES.get(virt, str(virt))
+        return DeviceInfo(
+            native_id=uuid,
+            index=index,
+            vendor="NVIDIA",
+            model=name,
+            memory_bytes=total,
+            compute_units=compute_units,
+            attributes=attrs,
+        )
+
+    # -- MIG reads ---------------------------------------------------------------------------
+    @staticmethod
+    def _mig_on(h: Any) -> bool:
+        try:
+            return bool(pynvml.nvmlDeviceGetMigMode(h)[0])
+        except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+            return False
+
+    def _gi_profiles(self, h: Any, total: int, placements: bool = True) -> list[_GiProfile]:
+        """GPU instance profiles NVML offers, walking the profile enums as go-nvlib does."""
+        found = []
+        for enum in range(GI_PROFILE_COUNT):
+            try:
+                info = pynvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum)
+            except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_InvalidArgument):
+                continue
+            slots: tuple[tuple[int, int], ...] = ()
+            if placements:
+                arr = (pynvml.c_nvmlGpuInstancePlacement_t * _MAX_PLACEMENTS)()
+                count = ctypes.c_uint(_MAX_PLACEMENTS)
+                pynvml.nvmlDeviceGetGpuInstancePossiblePlacements(
+                    h, info.id, arr, ctypes.byref(count)
+                )
+                slots = tuple((arr[i].start, arr[i].size) for i in range(count.value))
+            found.append(
+                _GiProfile(
+                    enum=enum,
+                    id=info.id,
+                    name=mig_profile_name(info.sliceCount, info.memorySizeMB, total, enum),
+                    slices=info.sliceCount,
+                    instances=info.instanceCount,
+                    sms=info.multiprocessorCount,
+                    memory_mb=info.memorySizeMB,
+                    copy_engines=info.copyEngineCount,
+                    decoders=info.decoderCount,
+                    encoders=info.encoderCount,
+                    jpegs=info.jpegCount,
+                    ofas=info.ofaCount,
+                    placements=slots,
+                )
+            )
+        found.sort(key=lambda p: (p.slices, p.memory_mb, p.enum))
+        return found
+
+    @staticmethod
+    def _gpu_instances(h: Any, profile: _GiProfile) -> list[Any]:
+        arr = (pynvml.c_nvmlGpuInstance_t * max(1, profile.instances))()
+        count = ctypes.c_uint(len(arr))
+        pynvml.nvmlDeviceGetGpuInstances(h, profile.id, arr, ctypes.byref(count))
+        return [arr[i] for i in range(count.value)]
+
+    def _layout(self, h: Any, profiles: Sequence[_GiProfile]) -> list[tuple[Any, Any]]:
+        """Every GPU instance with its info: (handle, c_nvmlGpuInstanceInfo_t)."""
+        out = []
+        for p in profiles:
+            for gi in self._gpu_instances(h, p):
+                out.append((gi, pynvml.nvmlGpuInstanceGetInfo(gi)))
+        return out
+
+    @staticmethod
+    def _mig_devices(h: Any) -> dict[tuple[int, int], dict[str, Any]]:
+        """MIG devices by (GI id, CI id): UUID, index and attributes."""
+        found: dict[tuple[int, int], dict[str, Any]] = {}
+        for index in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(h)):
+            try:
+                mh = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, index)
+            except (pynvml.NVMLError_NotFound, pynvml.NVMLError_InvalidArgument):
+                continue  # holes in the index space are normal
+            gi_id = pynvml.nvmlDeviceGetGpuInstanceId(mh)
+            ci_id = pynvml.nvmlDeviceGetComputeInstanceId(mh)
+            attrs = pynvml.nvmlDeviceGetAttributes(mh)
+            found[(gi_id, ci_id)] = {
+                "uuid": _str(pynvml.nvmlDeviceGetUUID(mh)),
+                "index": index,
+                "sms": attrs.multiprocessorCount,
+                "ci_slices": attrs.computeInstanceSliceCount,
+                "gi_slices": attrs.gpuInstanceSliceCount,
+            }
+        return found
+
+    def _mig_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
+        profiles = self._gi_profiles(h, device.memory_bytes, placements=False)
+        by_id = {p.id: p for p in profiles}
+        migs = self._mig_devices(h)
+        result = []
+        for _, info in self._layout(h, profiles):
+            prof = by_id[info.profileId]
+            placement = Placement(info.placement.start, info.placement.size)
+            base: dict[str, AttributeValue] = {
+                "nvidia.com/gpuInstanceId": info.id,
+                "nvidia.com/gpuInstanceProfileId": prof.id,
+            }
+            mine = sorted((k, v) for k, v in migs.items() if k[0] == info.id)
+            if not mine:
+                # A GPU instance without compute instances: no CUDA device, but it holds
+                # capacity, so it is listed (and can be destroyed) as a partition.
+                result.append(
+                    PartitionInfo(
+                        native_id=f"{device.native_id}/gi{info.id}",
+                        device_native_id=device.native_id,
+                        profile=prof.name,
+                        kind="mig",
+                        memory_bytes=prof.memory_mb * MIB,
+                        compute_units=prof.sms,
+                        placement=placement,
+                        scope="device",
+                        attributes={**base, "nvidia.com/computeInstances": 0},
+                    )
+                )
+                continue
+            for (_, ci_id), mig in mine:
+                name = (
+                    prof.name
+                    if mig["ci_slices"] == prof.slices
+                    else (f"{mig['ci_slices']}c.{prof.name}")
+                )
+                result.append(
+                    PartitionInfo(
+                        native_id=mig["uuid"],
+                        device_native_id=device.native_id,
+                        profile=name,
+                        kind="mig",
+                        memory_bytes=prof.memory_mb * MIB,
+                        compute_units=mig["sms"],
+                        placement=placement,
+                        scope="device",
+                        attributes={
+                            **base,
+                            "nvidia.com/computeInstanceId": ci_id,
+                            "nvidia.com/migDeviceIndex": mig["index"],
+                            "nvidia.com/uuid": mig["uuid"],
+                        },
+                    )
+                )
+        return result
+
+    # -- profiles and partitions -------------------------------------------------------------
+    def profiles(self, device: DeviceInfo) -> Sequence[PartitionProfile]:
+        with self._nvml(f"reading partition profiles of {self._dev_id(device)}"):
+            h = self._handle(device)
+            result: list[PartitionProfile] = []
+            if self._mig_on(h):
+                for p in self._gi_profiles(h, device.memory_bytes):
+                    remaining = pynvml.nvmlDeviceGetGpuInstanceRemainingCapacity(h, p.id)
+                    result.append(self._profile_of(p, remaining))
+            if self._is_vgpu_host(device):
+                result.extend(self._vgpu_profiles(device, h))
+            return result
+
+    @staticmethod
+    def _profile_of(p: _GiProfile, remaining: int) -> PartitionProfile:
+        return PartitionProfile(
+            name=p.name,
+            kind="mig",
+            memory_bytes=p.memory_mb * MIB,
+            compute_units=p.sms,
+            max_count=p.instances,
+            placements=tuple(Placement(s, n) for s, n in p.placements),
+            available=remaining,
+            attributes={
+                "nvidia.com/gpuInstanceProfileId": p.id,
+                "nvidia.com/computeSlices": p.slices,
+                "nvidia.com/memorySlices": p.size,
+                "nvidia.com/copyEngines": p.copy_engines,
+                "nvidia.com/decoders": p.decoders,
+                "nvidia.com/encoders": p.encoders,
+                "nvidia.com/jpegs": p.jpegs,
+                "nvidia.com/ofas": p.ofas,
+            },
+        )
+
+    def partitions(self, device: DeviceInfo) -> Sequence[PartitionInfo]:
+        with self._nvml(f"listing partitions of {self._dev_id(device)}"):
+            h = self._handle(device)
+            result: list[PartitionInfo] = []
+            if self._mig_on(h):
+                result.extend(self._mig_partitions(device, h))
+            if self._is_vgpu_host(device):
+                result.extend(self._vgpu_partitions(device, h))
+            return result
+
+    def create_partition(
+        self, device: DeviceInfo, profile: str, placement: int | None = None
+    ) -> PartitionInfo:
+        dev_id = self._dev_id(device)
+        with self._nvml(f"creating a {profile} partition on {dev_id}"):
+            h = self._handle(device)
+            names: list[str] = []
+            if self._mig_on(h):
+                profiles = self._gi_profiles(h, device.memory_bytes)
+                for p in profiles:
+                    if p.name == profile:
+                        return self._create_mig(device, h, p, profiles, placement)
+                names += [p.name for p in profiles]
+            if self._is_vgpu_host(device):
+                vgpus = self._vgpu_types(h)
+                for type_id, name in vgpus.items():
+                    if name == profile:
+                        if placement is not None:
+                            raise InvalidRequest(
+                                f"vGPU profile {profile} takes no placement; omit --placement"
+                            )
+                        return self._create_vgpu(device, h, type_id, name)
+                names += list(vgpus.values())
+            if not names:
+                if device.attributes.get("nvidia.com/migCapable"):
+                    raise UnsupportedOperation(
+                        f"MIG mode is disabled on {dev_id}, so it has no partition profiles; "
+                        f"enable it with 'accelpool nvidia mig enable {dev_id}'"
+                    )
+                raise UnsupportedOperation(f"{dev_id} cannot be partitioned (no MIG, no vGPU)")
+            raise InvalidRequest(
+                f"{dev_id} has no profile {profile!r}; valid profiles: {', '.join(names)}"
+            )
+
+    def _create_mig(
+        self,
+        device: DeviceInfo,
+        h: Any,
+        prof: _GiProfile,
+        profiles: Sequence[_GiProfile],
+        placement: int | None,
+    ) -> PartitionInfo:
+        dev_id = self._dev_id(device)
+        action = f"creating a {prof.name} partition on {dev_id}"
+        starts = [s for s, _ in prof.placements]
+        if placement is not None and placement not in starts:
+            raise InvalidRequest(
+                f"{prof.name} cannot be placed at {placement} on {dev_id}; "
+                f"its placements are {', '.join(map(str, starts))}"
+            )
+        for attempt in range(2):
+            start = placement
+            if start is None:
+                layout = self._layout(h, profiles)
+                occupied = [(i.placement.start, i.placement.size) for _, i in layout]
+                counts = Counter(i.profileId for _, i in layout)
+                start = choose_placement(
+                    prof.geometry(), [p.geometry() for p in profiles], occupied, counts
+                )
+            try:
+                if start is None:
+                    # Nothing free: let NVML say so in its own words.
+                    gi = pynvml.nvmlDeviceCreateGpuInstance(h, prof.id)
+                else:
+                    slot = pynvml.c_nvmlGpuInstancePlacement_t(start, prof.size)
+                    gi = pynvml.nvmlDeviceCreateGpuInstanceWithPlacement(
+                        h, prof.id, ctypes.byref(slot)
+                    )
+                break
+            except pynvml.NVMLError_InsufficientResources as e:
+                if placement is None and start is not None and attempt == 0:
+                    continue  # another process took the slot meanwhile: choose again
+                where = f" at {start}" if start is not None else ""
+                raise from_nvml(
+                    e,
+                    action,
+                    f"no room for {prof.name}{where}: {self._room_hint(h, prof)}",
+                ) from e
+        return self._finish_mig(device, h, prof, gi, action)
+
+    @staticmethod
+    def _room_hint(h: Any, prof: _GiProfile) -> str:
+        try:
+            left = pynvml.nvmlDeviceGetGpuInstanceRemainingCapacity(h, prof.id)
+        except pynvml.NVMLError:
+            left = 0
+        if left:
+            return f"{left} more fit elsewhere; omit the placement or pick another"
+        return "destroy a partition or choose a smaller profile (see 'accelpool profiles')"
+
+    def _finish_mig(
+        self, device: DeviceInfo, h: Any, prof: _GiProfile, gi: Any, action: str
+    ) -> PartitionInfo:
+        """Give a new GPU instance its full compute instance; roll back on any failure."""
+        ci = None
+        try:
+            ci_info = self._full_ci_profile(gi, prof.slices)
+            ci = pynvml.nvmlGpuInstanceCreateComputeInstance(gi, ci_info.id)
+            gi_id = pynvml.nvmlGpuInstanceGetInfo(gi).id
+            ci_id = pynvml.nvmlComputeInstanceGetInfo(ci).id
+            mig = self._mig_devices(h).get((gi_id, ci_id))
+            if mig is None:
+                raise AccelPoolError(f"{action}: NVML shows no MIG device for the new instance")
+            placement = pynvml.nvmlGpuInstanceGetInfo(gi).placement
+        except (pynvml.NVMLError, AccelPoolError) as e:
+            leftover = self._rollback(gi, ci)
+            note = "rolled back" if not leftover else f"rollback failed, {leftover} left behind"
+            if isinstance(e, pynvml.NVMLError):
+                raise from_nvml(e, action, f"the compute instance step failed ({note})") from e
+            raise AccelPoolError(f"{e.message} ({note})") from e
+        return PartitionInfo(
+            native_id=mig["uuid"],
+            device_native_id=device.native_id,
+            profile=prof.name,
+            kind="mig",
+            memory_bytes=prof.memory_mb * MIB,
+            compute_units=mig["sms"],
+            placement=Placement(placement.start, placement.size),
+            scope="device",
+            attributes={
+                "nvidia.com/gpuInstanceId": gi_id,
+                "nvidia.com/gpuInstanceProfileId": prof.id,
+                "nvidia.com/computeInstanceId": ci_id,
+                "nvidia.com/migDeviceIndex": mig["index"],
+                "nvidia.com/uuid": mig["uuid"],
+            },
+        )
+
+    @staticmethod
+    def _full_ci_profile(gi: Any, slices: int) -> Any:
+        from accelpool_nvidia.models import CI_ENUM_BY_SLICES
+
+        first = CI_ENUM_BY_SLICES.get(slices)
+        order = ([first] if first is not None else []) + [
+            e for e in range(pynvml.NVML_COMPUTE_INSTANCE_PROFILE_COUNT) if e != first
+        ]
+        for enum in order:
+            try:
+                info = pynvml.nvmlGpuInstanceGetComputeInstanceProfileInfo(
+                    gi, enum, pynvml.NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED
+                )
+            except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_InvalidArgument):
+                continue
+            if info.sliceCount == slices:
+                return info
+        raise AccelPoolError(f"NVML offers no compute instance spanning all {slices} slices")
+
+    @staticmethod
+    def _rollback(gi: Any, ci: Any) -> str | None:
+        try:
+            if ci is not None:
+                pynvml.nvmlComputeInstanceDestroy(ci)
+            pynvml.nvmlGpuInstanceDestroy(gi)
+        except pynvml.NVMLError as e:
+            log.error("could not roll back a half-made MIG partition: %s", nvml_text(e))
+            return "a GPU instance"
+        return None
+
+    def destroy_partition(self, partition: PartitionInfo) -> None:
+        pid = f"{self.name}:{partition.native_id}"
+        with self._nvml(f"destroying partition {pid}"):
+            if partition.kind == "vgpu":
+                self._destroy_vgpu(partition, pid)
+            elif partition.native_id.startswith("MIG-"):
+                self._destroy_mig(partition, pid)
+            elif "/gi" in partition.native_id:
+                self._destroy_bare_gi(partition, pid)
+            else:
+                raise InvalidRequest(f"{pid} is not an NVIDIA partition id")
+
+    def _destroy_mig(self, partition: PartitionInfo, pid: str) -> None:
+        gone = f"partition {pid} no longer exists; run 'accelpool ls'"
+        try:
+            mh = pynvml.nvmlDeviceGetHandleByUUID(partition.native_id)
+        except pynvml.NVMLError_NotFound as e:
+            raise NotFound(gone, vendor_code=rc.NOT_FOUND, vendor_message=nvml_text(e)) from e
+        parent = pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mh)
+        gi = pynvml.nvmlDeviceGetGpuInstanceById(parent, pynvml.nvmlDeviceGetGpuInstanceId(mh))
+        ci = pynvml.nvmlGpuInstanceGetComputeInstanceById(
+            gi, pynvml.nvmlDeviceGetComputeInstanceId(mh)
+        )
+        with nvml_errors(
+            f"destroying partition {pid}",
+            {rc.IN_USE: "processes are running on it; stop them and retry"},
+        ):
+            pynvml.nvmlComputeInstanceDestroy(ci)
+        # Other compute instances may still live in this GPU instance: then keep it.
+        with contextlib.suppress(pynvml.NVMLError_InUse):
+            pynvml.nvmlGpuInstanceDestroy(gi)
+
+    def _destroy_bare_gi(self, partition: PartitionInfo, pid: str) -> None:
+        gpu_uuid, _, gi_text = partition.native_id.rpartition("/gi")
+        h = pynvml.nvmlDeviceGetHandleByUUID(gpu_uuid)
+        try:
+            gi = pynvml.nvmlDeviceGetGpuInstanceById(h, int(gi_text))
+        except pynvml.NVMLError_NotFound as e:
+            raise NotFound(
+                f"partition {pid} no longer exists; run 'accelpool ls'",
+                vendor_code=rc.NOT_FOUND,
+                vendor_message=nvml_text(e),
+            ) from e
+        with nvml_errors(
+            f"destroying partition {pid}",
+            {rc.IN_USE: "compute instances were created in it meanwhile; destroy those first"},
+        ):
+            pynvml.nvmlGpuInstanceDestroy(gi)
+
+    # -- vGPU --------------------------------------------------------------------------------
+    @staticmethod
+    def _is_vgpu_host(device: DeviceInfo) -> bool:
+        return device.attributes.get("nvidia.com/virtualizationMode") == "host-vgpu"
+
+    def _vgpu_name(self, type_id: int) -> str:
+        name = self._vgpu_names.get(type_id)
+        if name is None:
+            raw = _str(pynvml.nvmlVgpuTypeGetName(type_id))
+            for prefix in ("NVIDIA ", "GRID "):
+                raw = raw.removeprefix(prefix)
+            name = self._vgpu_names[type_id] = raw
+        return name
+
+    def _vgpu_types(self, h: Any) -> dict[int, str]:
+        try:
+            ids = pynvml.nvmlDeviceGetSupportedVgpus(h)
+        except pynvml.NVMLError_NotSupported:
+            return {}
+        return {int(t): self._vgpu_name(int(t)) for t in ids}
+
+    def _mdev_of(self, device: DeviceInfo) -> tuple[MdevSysfs, str]:
+        if self._mdev is None:
+            raise UnsupportedOperation("no mediated-device sysfs interface is configured")
+        return self._mdev, sysfs_pci(str(device.attributes.get("nvidia.com/pciBusID", "")))
+
+    def _vgpu_profiles(self, device: DeviceInfo, h: Any) -> list[PartitionProfile]:
+        types = self._vgpu_types(h)
+        if not types:
+            return []
+        creatable = {int(t) for t in pynvml.nvmlDeviceGetCreatableVgpus(h)}
+        mdev, pci = self._mdev_of(device)
+        active = Counter(d.type_id for d in mdev.devices() if d.parent == pci)
+        result = []
+        for type_id, name in types.items():
+            max_count = pynvml.nvmlVgpuTypeGetMaxInstances(h, type_id)
+            available = mdev.available_instances(pci, type_id)
+            if available is None:
+                available = max_count - active[type_id] if type_id in creatable else 0
+            gi_profile = pynvml.nvmlVgpuTypeGetGpuInstanceProfileId(type_id)
+            attrs: dict[str, AttributeValue] = {
+                "nvidia.com/vgpuTypeId": type_id,
+                "nvidia.com/vgpuClass": _str(pynvml.nvmlVgpuTypeGetClass(type_id)),
+                "nvidia.com/creatable": type_id in creatable,
+            }
+            if gi_profile != _NO_GI_PROFILE:
+                attrs["nvidia.com/gpuInstanceProfileId"] = gi_profile
+            result.append(
+                PartitionProfile(
+                    name=name,
+                    kind="vgpu",
+                    memory_bytes=int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
+                    # time-sliced vGPUs share every SM of the GPU
+                    compute_units=device.compute_units,
+                    max_count=max_count,
+                    placements=(),
+                    available=max(0, available),
+                    attributes=attrs,
+                )
+            )
+        return result
+
+    def _vgpu_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
+        mdev, pci = self._mdev_of(device)
+        mine = [d for d in mdev.devices() if d.parent == pci]
+        if not mine:
+            return []
+        instances: dict[str, int] = {}
+        with contextlib.suppress(pynvml.NVMLError_NotSupported):
+            for inst in pynvml.nvmlDeviceGetActiveVgpus(h):
+                instances[_str(pynvml.nvmlVgpuInstanceGetMdevUUID(inst))] = int(inst)
+        result = []
+        for d in mine:
+            attrs: dict[str, AttributeValue] = {
+                "nvidia.com/mdevUUID": d.uuid,
+                "nvidia.com/vgpuTypeId": d.type_id,
+            }
+            if d.uuid in instances:
+                attrs["nvidia.com/vgpuInstance"] = instances[d.uuid]
+            result.append(self._vgpu_info(device, d.uuid, d.type_id, attrs))
+        return result
+
+    def _vgpu_info(
+        self, device: DeviceInfo, mdev_uuid: str, type_id: int, attrs: dict[str, AttributeValue]
+    ) -> PartitionInfo:
+        return PartitionInfo(
+            native_id=f"vgpu-{mdev_uuid}",
+            device_native_id=device.native_id,
+            profile=self._vgpu_name(type_id),
+            kind="vgpu",
+            memory_bytes=int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
+            compute_units=device.compute_units,
+            placement=None,
+            scope="device",
+            attributes=attrs,
+        )
+
+    def _create_vgpu(self, device: DeviceInfo, h: Any, type_id: int, name: str) -> PartitionInfo:
+        dev_id = self._dev_id(device)
+        action = f"creating a {name} vGPU on {dev_id}"
+        if pynvml.nvmlVgpuTypeGetGpuInstanceProfileId(type_id) != _NO_GI_PROFILE:
+            raise UnsupportedOperation(
+                f"{action}: MIG-backed vGPU types are not supported by accelpool yet; "
+                "disable MIG to use time-sliced vGPU types"
+            )
+        creatable = {int(t) for t in pynvml.nvmlDeviceGetCreatableVgpus(h)}
+        mdev, pci = self._mdev_of(device)
+        if type_id not in creatable:
+            running = sorted(
+                {self._vgpu_name(d.type_id) for d in mdev.devices() if d.parent == pci}
+            )
+            if running and running != [name]:
+                why = (
+                    f"it runs {', '.join(running)} vGPUs, and time-sliced vGPUs of "
+                    "different types cannot share a GPU; destroy those first"
+                )
+            else:
+                why = "every instance of this type is in use; destroy one first"
+            raise InsufficientCapacity(f"{action}: {why}")
+        mdev_uuid = str(uuidlib.uuid4())
+        try:
+            mdev.create(pci, type_id, mdev_uuid)
+        except OSError as e:
+            raise from_oserror(e, action) from e
+        try:
+            # Confirm through NVML that the driver took the new vGPU.
+            instances = {}
+            for inst in pynvml.nvmlDeviceGetActiveVgpus(h):
+                instances[_str(pynvml.nvmlVgpuInstanceGetMdevUUID(inst))] = int(inst)
+        except pynvml.NVMLError as e:
+            note = "rolled back"
+            try:
+                mdev.remove(mdev_uuid)
+            except OSError:
+                note = f"rollback failed, mediated device {mdev_uuid} left behind"
+            raise from_nvml(e, action, f"NVML failed after the mdev was made ({note})") from e
+        attrs: dict[str, AttributeValue] = {
+            "nvidia.com/mdevUUID": mdev_uuid,
+            "nvidia.com/vgpuTypeId": type_id,
+        }
+        if mdev_uuid in instances:
+            attrs["nvidia.com/vgpuInstance"] = instances[mdev_uuid]
+        return self._vgpu_info(device, mdev_uuid, type_id, attrs)
+
+    def _destroy_vgpu(self, partition: PartitionInfo, pid: str) -> None:
+        mdev_uuid = partition.native_id.removeprefix("vgpu-")
+        mdev = self._mdev
+        if mdev is None:
+            raise UnsupportedOperation("no mediated-device sysfs interface is configured")
+        h = pynvml.nvmlDeviceGetHandleByUUID(partition.device_native_id)
+        pynvml.nvmlDeviceGetVirtualizationMode(h)  # DeviceLost when the GPU is gone
+        if not any(d.uuid == mdev_uuid for d in mdev.devices()):
+            raise NotFound(f"partition {pid} no longer exists; run 'accelpool ls'")
+        try:
+            mdev.remove(mdev_uuid)
+        except OSError as e:
+            raise from_oserror(e, f"destroying partition {pid}") from e
+
+    # -- telemetry, visibility, sessions ---------------------------------------------------------
+    def telemetry(self, device: DeviceInfo) -> Telemetry:
+        with self._nvml(f"reading telemetry of {self._dev_id(device)}"):
+            h = self._handle(device)
+            skip = (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            util = temp = power = None
+            with contextlib.suppress(*skip):
+                util = float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
+            with contextlib.suppress(*skip):
+                temp = float(pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU))
+            with contextlib.suppress(*skip):
+                power = pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0
+            return Telemetry(
+                memory_used_bytes=int(mem.used),
+                memory_total_bytes=int(mem.total),
+                utilization_percent=util,
+                temperature_c=temp,
+                power_w=power,
+            )
+
+    def _cuda_id(self, target: Target) -> str:
+        if isinstance(target, PartitionInfo):
+            pid = f"{self.name}:{target.native_id}"
+            if target.kind == "vgpu":
+                raise UnsupportedOperation(
+                    f"{pid} is a vGPU: CUDA reaches it only inside the VM it is given to"
+                )
+            if not target.native_id.startswith("MIG-"):
+                raise InvalidRequest(
+                    f"{pid} is a GPU instance without a compute instance, so CUDA cannot use "
+                    "it; destroy it and create the partition again"
+                )
+            return target.native_id
+        with self._nvml(f"checking MIG mode of {self._dev_id(target)}"):
+            if self._mig_on(self._handle(target)):
+                raise InvalidRequest(
+                    f"{self._dev_id(target)} has MIG enabled, so CUDA cannot use it whole; "
+                    "target one of its MIG partitions, or disable MIG"
+                )
+        return target.native_id
+
+    def visibility_env(self, targets: Sequence[Target]) -> dict[str, str]:
+        ids = [self._cuda_id(t) for t in targets]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise InvalidRequest(
+                f"targets name {', '.join(dupes)} more than once; list each device once"
+            )
+        return {"CUDA_VISIBLE_DEVICES": format_cuda_visible_devices(ids)}
+
+    def onnx_placement(self, target: Target) -> OnnxPlacement:
+        self._cuda_id(target)
+        return OnnxPlacement(
+            providers=(
+                ExecutionProvider(
+                    "CUDAExecutionProvider",
+                    # Visibility exposes exactly this target, so CUDA numbers it 0.
+                    {"device_id": 0, "gpu_mem_limit": int(target.memory_bytes)},
+                ),
+                ExecutionProvider("CPUExecutionProvider"),
+            )
+        )
+
+    # -- MIG mode --------------------------------------------------------------------------------
+    def set_mig_mode(self, device: DeviceInfo, enabled: bool) -> MigModeChange:
+        """Switch MIG mode on ``device`` and report what really happened.
+
+        Raises :class:`InUse` when the GPU refuses (MIG partitions or vGPUs exist, or,
+        on Hopper, processes run), :class:`PermissionDenied` without root and
+        :class:`UnsupportedOperation` on a GPU without MIG.
+        """
+        dev_id = self._dev_id(device)
+        want = 1 if enabled else 0
+        verb = "enabling" if enabled else "disabling"
+        with self._nvml(f"{verb} MIG mode on {dev_id}"):
+            h = self._handle(device)
+            try:
+                current, pending = pynvml.nvmlDeviceGetMigMode(h)
+            except pynvml.NVMLError_NotSupported as e:
+                raise UnsupportedOperation(
+                    f"{dev_id} ({device.model}) does not support MIG",
+                    vendor_code=rc.NOT_SUPPORTED,
+                    vendor_message=nvml_text(e),
+                ) from e
+            if current == want and pending == want:
+                return MigModeChange(dev_id, enabled, bool(current), bool(pending), "unchanged")
+            in_use_hint = "stop the processes using the GPU and retry"
+            if not enabled and self._mig_on(h):
+                count = len(self._mig_partitions(device, h))
+                if count:
+                    in_use_hint = f"destroy its {count} MIG partition(s) first"
+            with nvml_errors(f"{verb} MIG mode on {dev_id}", {rc.IN_USE: in_use_hint}):
+                status = pynvml.nvmlDeviceSetMigMode(h, want)
+            current, pending = pynvml.nvmlDeviceGetMigMode(h)
+        if current == want:
+            return MigModeChange(dev_id, enabled, bool(current), bool(pending), "applied")
+        reason = rc.text(status) if status != rc.SUCCESS else "the GPU needs a reset"
+        return MigModeChange(
+            dev_id,
+            enabled,
+            bool(current),
+            bool(pending),
+            "pending",
+            f"{reason}: the change takes effect after a GPU reset (stop every process "
+            "on it, then 'nvidia-smi -r') or a reboot",
+        )
+
+    # -- faults (simulated fleets only) --------------------------------------------------------
+    def _sim_index(self, device: DeviceInfo) -> int:
+        if self._sim is None:
+            raise UnsupportedOperation(
+                f"backend {self.name} injects faults only in a simulated fleet (--sim)"
+            )
+        index: int | None = self._sim._by_uuid.get(device.native_id)
+        if index is None:
+            raise NotFound(f"no simulated GPU {device.native_id}")
+        return index
+
+    def inject_fault(self, fault: str, device: DeviceInfo) -> None:
+        index = self._sim_index(device)
+        if fault == "device-lost":
+            self._sim.lose_gpu(index)
+        elif fault == "create-fails-midway":
+            self._sim.fail_call(
+                _CREATE_MIDWAY_FUNCTIONS,
+                nth=1,
+                code=rc.UNKNOWN,
+                gpu=index,
+                armed_by=("gi-create", "mdev-create"),
+            )
+        else:
+            raise InvalidRequest(f"unknown fault {fault!r}; choose from {', '.join(FAULTS)}")
+
+    def clear_faults(self) -> None:
+        if self._sim is None:
+            raise UnsupportedOperation(
+                f"backend {self.name} injects faults only in a simulated fleet (--sim)"
+            )
+        self._sim.clear_faults()
+
+    @property
+    def simulator(self) -> Any:
+        """The :class:`~accelpool_nvidia.simulator.NvmlSimulator` (None on real hardware)."""
+        return self._sim
