@@ -417,19 +417,21 @@ class _Worker:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """On Linux, have the kernel kill this worker if its parent dies mid-run."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import signal
+    """Exit if the parent dies, even in the middle of a long run.
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        return  # best effort: the worker still exits when its channel closes
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(0)
+    Between requests the closed channel ends the worker; during a run this watchdog
+    does. (Not PR_SET_PDEATHSIG: it fires when the spawning *thread* exits.)
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="accelpool-parent-watch", daemon=True).start()
 
 
 def main(argv: Sequence[str]) -> int:
