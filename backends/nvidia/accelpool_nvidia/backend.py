@@ -509,7 +509,7 @@ class NvidiaBackend(Backend):
         self, device: DeviceInfo, profile: str, placement: int | None = None
     ) -> PartitionInfo:
         dev_id = self._dev_id(device)
-        with self._nvml(f"creating a {profile} partition on {dev_id}"):
+        with self._nvml(f"creating partition {profile} on {dev_id}"):
             h = self._handle(device)
             names: list[str] = []
             if self._mig_on(h):
@@ -548,7 +548,7 @@ class NvidiaBackend(Backend):
         placement: int | None,
     ) -> PartitionInfo:
         dev_id = self._dev_id(device)
-        action = f"creating a {prof.name} partition on {dev_id}"
+        action = f"creating partition {prof.name} on {dev_id}"
         starts = [s for s, _ in prof.placements]
         if placement is not None and placement not in starts:
             raise InvalidRequest(
@@ -811,7 +811,7 @@ class NvidiaBackend(Backend):
 
     def _create_vgpu(self, device: DeviceInfo, h: Any, type_id: int, name: str) -> PartitionInfo:
         dev_id = self._dev_id(device)
-        action = f"creating a {name} vGPU on {dev_id}"
+        action = f"creating vGPU {name} on {dev_id}"
         if pynvml.nvmlVgpuTypeGetGpuInstanceProfileId(type_id) != _NO_GI_PROFILE:
             raise UnsupportedOperation(
                 f"{action}: MIG-backed vGPU types are not supported by accelpool yet; "

@@ -216,6 +216,17 @@ class SimGpu:
         return bool(self.model.mig_profiles)
 
 
+#: PCI buses of the eight GPUs of a DGX A100; larger fleets continue on further domains
+_DGX_BUSES = (0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD)
+
+
+def _pci_location(index: int) -> tuple[int, int]:
+    if index < len(_DGX_BUSES):
+        return 0, _DGX_BUSES[index]
+    domain, slot = divmod(index - len(_DGX_BUSES), 240)
+    return domain + 1, 0x10 + slot
+
+
 def _build_gpus(fleet: str, devices: Sequence[FleetDevice]) -> list[SimGpu]:
     gpus: list[SimGpu] = []
     for entry in devices:
@@ -236,7 +247,7 @@ def _build_gpus(fleet: str, devices: Sequence[FleetDevice]) -> list[SimGpu]:
         for _ in range(entry.count):
             i = len(gpus)
             u = uuidlib.uuid5(_NS, f"{fleet}/{i}/{model.key}")
-            domain, bus = divmod(i, 256)
+            domain, bus = _pci_location(i)
             gpus.append(
                 SimGpu(
                     index=i,
