@@ -1,0 +1,687 @@
+"""The Cambricon backend: MLU devices, MIM and dynamic-SMLU partitions, visibility.
+
+It talks to CNDev through :class:`~accelpool_cambricon.driver.CndevDriver`: the ctypes
+binding to ``libcndev.so`` on a real host, the simulator in a simulated fleet. Each
+chip is in the mode its host set (``cnmon``): MIM chips offer CNDev's MIM profiles,
+SMLU chips offer compute/memory shares, others no partitions. onnxruntime has no
+Cambricon execution provider, so ONNX sessions are declared unsupported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid as uuidlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from accelpool.capabilities import Capabilities, Capability
+from accelpool.errors import (
+    AccelPoolError,
+    BackendUnavailable,
+    DeviceLost,
+    InsufficientCapacity,
+    InUse,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    UnsupportedOperation,
+)
+from accelpool.sim import allocator
+from accelpool.spi import FAULTS, Backend, BackendContext, Target
+from accelpool.types import (
+    AttributeValue,
+    DeviceInfo,
+    OnnxPlacement,
+    PartitionInfo,
+    PartitionProfile,
+    Placement,
+    Telemetry,
+)
+from accelpool_cambricon import models
+from accelpool_cambricon.driver import (
+    CNDEV_ERROR_DUPLICATE,
+    CNDEV_ERROR_IN_PROBLEM,
+    CNDEV_ERROR_IN_USE,
+    CNDEV_ERROR_INSUFFICIENT_SPACE,
+    CNDEV_ERROR_INVALID_ARGUMENT,
+    CNDEV_ERROR_INVALID_DEVICE_ID,
+    CNDEV_ERROR_NO_PERMISSION,
+    CNDEV_ERROR_NOT_FOUND,
+    CNDEV_ERROR_NOT_SUPPORTED,
+    HEALTH_GOOD,
+    CndevDriver,
+    CndevError,
+    CndevUnavailable,
+    MimInstanceInfo,
+    SmluInstanceInfo,
+)
+
+T = TypeVar("T")
+MIB = 1 << 20
+VENDOR = "Cambricon"
+ATTR = "cambricon.com/"
+
+#: The per-process MLU filter (device ordinals, like CUDA_VISIBLE_DEVICES).
+MLU_VISIBLE = "MLU_VISIBLE_DEVICES"
+#: Read by the Cambricon container runtime: the device nodes of MIM/SMLU instances.
+VIRTUAL_DEVICES = "VIRTUAL_DEVICES"
+NO_ONNX = (
+    "onnxruntime has no Cambricon (MLU) execution provider, so accelpool cannot run ONNX "
+    "models on an MLU; use Cambricon's MagicMind runtime instead"
+)
+
+
+@dataclass(frozen=True)
+class _Mlu:
+    """One enumerated MLU chip: its CNDev handle, mode and what accelpool reports."""
+
+    index: int
+    handle: int
+    mode: str
+    info: DeviceInfo
+
+
+def _shape(quota: int, memory_bytes: int, cores: int) -> tuple[str, int]:
+    """Profile name and compute units of an SMLU share (compute rounded down)."""
+    return models.smlu_name(quota, memory_bytes // MIB), cores * quota // 100
+
+
+class CambriconBackend(Backend):
+    """Cambricon MLUs through CNDev; MIM and SMLU partitions (scope ``device``)."""
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        self._driver: CndevDriver | None = None
+        self._mlus: list[_Mlu] | None = None
+        self._lock = threading.Lock()
+
+    # -- driver ---------------------------------------------------------------
+    def _make_driver(self) -> CndevDriver:
+        if self.context.sim is not None:
+            from accelpool_cambricon.sim import SimulatedCndev
+
+            return SimulatedCndev(self.context.sim, key=self.name)
+        from accelpool_cambricon.cndev import CndevLibrary
+
+        return CndevLibrary()
+
+    @property
+    def driver(self) -> CndevDriver:
+        """The CNDev driver in use (created and initialised on first use)."""
+        if self._driver is None:
+            self.probe()
+        assert self._driver is not None
+        return self._driver
+
+    @property
+    def simulated(self) -> bool:
+        return self.context.sim is not None
+
+    def probe(self) -> str | None:
+        try:
+            driver = self._make_driver()
+            driver.init()
+        except CndevUnavailable as e:
+            raise BackendUnavailable(str(e)) from None
+        except CndevError as e:
+            raise BackendUnavailable(
+                f"cndevInit failed ({e.name}); check the MLU driver with 'cnmon'",
+                vendor_code=e.code,
+                vendor_message=e.vendor_message,
+            ) from None
+        self._driver = driver
+        try:
+            return driver.lib_version()
+        except (CndevError, CndevUnavailable):
+            return None
+
+    def close(self) -> None:
+        if self._driver is not None:
+            # Releasing is best effort; nothing of the user's is held here.
+            with contextlib.suppress(CndevError, CndevUnavailable):
+                self._driver.release()
+
+    # -- error mapping ----------------------------------------------------------
+    def _error(self, e: CndevError, doing: str, context: str = "") -> AccelPoolError:
+        kw = {"vendor_code": e.code, "vendor_message": e.vendor_message}
+        code = e.code
+        if code == CNDEV_ERROR_IN_PROBLEM:
+            return DeviceLost(f"{doing}: the MLU is in problem; check 'cnmon' and reset it", **kw)
+        if code == CNDEV_ERROR_INSUFFICIENT_SPACE:
+            return InsufficientCapacity(f"{doing}: the MLU has no room left", **kw)
+        if code == CNDEV_ERROR_IN_USE:
+            return InUse(f"{doing}: the MLU or instance is in use", **kw)
+        if code in (CNDEV_ERROR_NOT_FOUND, CNDEV_ERROR_INVALID_DEVICE_ID):
+            return NotFound(f"{doing}: no such MLU or instance", **kw)
+        if code in (CNDEV_ERROR_INVALID_ARGUMENT, CNDEV_ERROR_DUPLICATE):
+            return InvalidRequest(f"{doing}: CNDev rejected the request", **kw)
+        if code == CNDEV_ERROR_NO_PERMISSION:
+            return PermissionDenied(f"{doing}: not permitted; run as root", **kw)
+        if code == CNDEV_ERROR_NOT_SUPPORTED:
+            return UnsupportedOperation(f"{doing}: not supported by this MLU or driver", **kw)
+        return AccelPoolError(f"{doing}: CNDev call failed", **kw)
+
+    def _do(self, doing: str, call: Callable[[], T], context: str = "") -> T:
+        try:
+            return call()
+        except CndevError as e:
+            raise self._error(e, doing, context) from None
+        except CndevUnavailable as e:
+            raise UnsupportedOperation(f"{doing}: {e}") from None
+
+    # -- enumeration --------------------------------------------------------------
+    def _enumerate(self) -> list[_Mlu]:
+        with self._lock:
+            if self._mlus is None:
+                self._mlus = self._do("listing Cambricon devices", self._read_mlus)
+            return self._mlus
+
+    def _read_mlus(self) -> list[_Mlu]:
+        drv = self.driver
+        out = []
+        for index in range(drv.device_count()):
+            h = drv.device_handle(index)
+            uuid = drv.uuid(h)
+            chip = models.CHIP_NAMES.get(drv.card_name(h), "MLU")
+            product = drv.card_name_string(h) or chip
+            sn, _ = drv.card_sn(h)
+            mem = drv.memory_usage(h)
+            cores = drv.core_count(h)
+            clusters = drv.cluster_count(h)
+            mode = "mim" if drv.mim_mode(h) else "smlu" if drv.smlu_mode(h) else "default"
+            attrs: dict[str, AttributeValue] = {
+                ATTR + "productName": product,
+                ATTR + "chip": chip,
+                ATTR + "uuid": uuid,
+                ATTR + "index": index,
+                ATTR + "cardSN": f"{sn:X}",
+                ATTR + "mluCores": cores,
+                ATTR + "clusters": clusters,
+                ATTR + "mode": mode,
+            }
+            info = DeviceInfo(
+                native_id=f"MLU-{uuid}",
+                index=index,
+                vendor=VENDOR,
+                model=product,
+                memory_bytes=mem.total_mb * MIB,
+                compute_units=cores,
+                attributes=attrs,
+            )
+            out.append(_Mlu(index, h, mode, info))
+        return out
+
+    def _mlu(self, device: DeviceInfo) -> _Mlu:
+        return self._mlu_by_id(device.native_id)
+
+    def _mlu_by_id(self, native_id: str) -> _Mlu:
+        for m in self._enumerate():
+            if m.info.native_id == native_id:
+                return m
+        raise NotFound(f"no Cambricon device {native_id!r}; run 'accelpool ls' to see device ids")
+
+    def _alive(self, mlu: _Mlu) -> None:
+        """Every operation on a device starts here: a lost MLU gives DeviceLost."""
+        lost = f"Cambricon MLU {mlu.info.native_id} (index {mlu.index}) "
+        try:
+            health = self.driver.health(mlu.handle)
+        except CndevError as e:
+            raise DeviceLost(
+                lost + "stopped answering; check 'cnmon' and reset the MLU",
+                vendor_code=e.code,
+                vendor_message=e.vendor_message,
+            ) from None
+        if health != HEALTH_GOOD:
+            raise DeviceLost(lost + "reports itself in problem; check 'cnmon' and reset it")
+
+    # -- SPI: discovery ------------------------------------------------------------
+    def capabilities(self) -> Capabilities:
+        try:
+            modes = {m.mode for m in self._enumerate()}
+        except AccelPoolError:
+            modes = set()
+        supported = [
+            Capability.DISCOVERY,
+            Capability.PARTITION_DEVICE_SCOPE,
+            Capability.TELEMETRY,
+            Capability.VISIBILITY,
+        ]
+        unsupported = [
+            Capability.SESSION_ONNX,
+            Capability.PARTITION_MIG,
+            Capability.PARTITION_VGPU,
+            Capability.PARTITION_VNPU,
+            Capability.PARTITION_SUBDEVICE,
+            Capability.MIG_MODE,
+        ]
+        for mode, cap in (("mim", Capability.PARTITION_MIM), ("smlu", Capability.PARTITION_SMLU)):
+            (supported if mode in modes else unsupported).append(cap)
+        (supported if modes & {"mim", "smlu"} else unsupported).append(Capability.PARTITION)
+        (supported if self.simulated else unsupported).append(Capability.FAULT_INJECTION)
+        return Capabilities.of(supported, unsupported)
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        return [m.info for m in self._enumerate()]
+
+    # -- SPI: profiles -------------------------------------------------------------
+    def profiles(self, device: DeviceInfo) -> Sequence[PartitionProfile]:
+        mlu = self._mlu(device)
+        self._alive(mlu)
+        if mlu.mode == "mim":
+            return [p for p, _ in self._mim_profiles(mlu)]
+        if mlu.mode == "smlu":
+            return self._smlu_profiles(mlu)
+        return []
+
+    def _mim_profiles(self, mlu: _Mlu) -> list[tuple[PartitionProfile, int]]:
+        """MIM profiles of ``mlu`` with their CNDev profile ids."""
+        drv, h = self.driver, mlu.handle
+        doing = f"reading MIM profiles of {self.name}:{mlu.index}"
+        out = []
+        for ptype in range(models.MIM_PROFILE_TYPE_COUNT):
+            try:
+                info = drv.mim_profile_info(h, ptype)
+            except CndevError as e:
+                if e.code == CNDEV_ERROR_NOT_SUPPORTED:
+                    continue  # this chip does not offer that profile type
+                raise self._error(e, doing) from None
+            pid = info.profile_id
+            max_count = self._do(doing, partial(drv.mim_max_count, h, pid))
+            remaining = self._do(doing, partial(drv.mim_remaining_capacity, h, pid))
+            starts = self._do(doing, partial(drv.mim_possible_placements, h, pid))
+            clusters = starts[0][1] if starts else 0
+            profile = PartitionProfile(
+                name=info.name,
+                kind="mim",
+                memory_bytes=info.memory_mb * MIB,
+                compute_units=info.mlu_cores,
+                max_count=max_count,
+                placements=tuple(Placement(s, n) for s, n in starts),
+                available=remaining,
+                attributes={
+                    ATTR + "profileId": pid,
+                    ATTR + "clusters": clusters,
+                    ATTR + "vpu": info.vpu,
+                    ATTR + "jpu": info.jpu,
+                },
+            )
+            out.append((profile, pid))
+        return out
+
+    def _smlu_used(self, mlu: _Mlu) -> tuple[list[SmluInstanceInfo], dict[str, int]]:
+        doing = f"reading SMLU instances of {self.name}:{mlu.index}"
+        instances = self._do(doing, lambda: self.driver.all_smlu_instances(mlu.handle))
+        free = allocator.remaining(
+            self._smlu_total(mlu),
+            [{"vcore": i.quota, "memory": i.memory_bytes} for i in instances],
+        )
+        return instances, free
+
+    @staticmethod
+    def _smlu_total(mlu: _Mlu) -> dict[str, int]:
+        return {"vcore": models.SMLU_VCORE_UNITS, "memory": mlu.info.memory_bytes}
+
+    def _smlu_profiles(self, mlu: _Mlu) -> list[PartitionProfile]:
+        _, free = self._smlu_used(mlu)
+        total = self._smlu_total(mlu)
+        out = []
+        for quota, memory_mb in models.smlu_ladder(mlu.info.memory_bytes // MIB):
+            need = {"vcore": quota, "memory": memory_mb * MIB}
+            name, compute = _shape(quota, memory_mb * MIB, mlu.info.compute_units)
+            out.append(
+                PartitionProfile(
+                    name=name,
+                    kind="smlu",
+                    memory_bytes=memory_mb * MIB,
+                    compute_units=compute,
+                    max_count=allocator.fit_count(total, need),
+                    available=allocator.fit_count(free, need),
+                    attributes={ATTR + "mluQuota": quota, ATTR + "memoryMiB": memory_mb},
+                )
+            )
+        return out
+
+    # -- SPI: partitions -------------------------------------------------------------
+    def _mim_partition(self, mlu: _Mlu, i: MimInstanceInfo) -> PartitionInfo:
+        return PartitionInfo(
+            native_id=f"{mlu.info.native_id}-mim-{i.uuid}",
+            device_native_id=mlu.info.native_id,
+            profile=i.profile_name,
+            kind="mim",
+            memory_bytes=i.memory_mb * MIB,
+            compute_units=i.mlu_cores,
+            placement=Placement(i.start, i.size),
+            scope="device",
+            attributes={
+                ATTR + "instanceID": i.instance_id,
+                ATTR + "profileId": i.profile_id,
+                ATTR + "instanceName": i.instance_name,
+                ATTR + "devNode": i.dev_node,
+                ATTR + "ipcmDevNode": i.ipcm_dev_node,
+            },
+        )
+
+    def _smlu_partition(self, mlu: _Mlu, i: SmluInstanceInfo) -> PartitionInfo:
+        name, compute = _shape(i.quota, i.memory_bytes, mlu.info.compute_units)
+        return PartitionInfo(
+            native_id=f"{mlu.info.native_id}-smlu-{i.uuid}",
+            device_native_id=mlu.info.native_id,
+            profile=name,
+            kind="smlu",
+            memory_bytes=i.memory_bytes,
+            compute_units=compute,
+            placement=None,
+            scope="device",
+            attributes={
+                ATTR + "instanceID": i.instance_id,
+                ATTR + "profileId": i.profile_id,
+                ATTR + "mluQuota": i.quota,
+                ATTR + "instanceName": i.instance_name,
+                ATTR + "devNode": i.dev_node,
+            },
+        )
+
+    def partitions(self, device: DeviceInfo) -> Sequence[PartitionInfo]:
+        mlu = self._mlu(device)
+        self._alive(mlu)
+        doing = f"listing instances of {self.name}:{mlu.index}"
+        if mlu.mode == "mim":
+            mims = self._do(doing, lambda: self.driver.all_mim_instances(mlu.handle))
+            return [self._mim_partition(mlu, i) for i in mims]
+        if mlu.mode == "smlu":
+            smlus = self._do(doing, lambda: self.driver.all_smlu_instances(mlu.handle))
+            return [self._smlu_partition(mlu, i) for i in smlus]
+        return []
+
+    def create_partition(
+        self, device: DeviceInfo, profile: str, placement: int | None = None
+    ) -> PartitionInfo:
+        mlu = self._mlu(device)
+        self._alive(mlu)
+        if not isinstance(profile, str):
+            raise InvalidRequest(f"a profile is a name such as '2m.8gb', not {profile!r}")
+        if mlu.mode == "mim":
+            return self._create_mim(mlu, profile, placement)
+        if mlu.mode == "smlu":
+            return self._create_smlu(mlu, profile, placement)
+        raise UnsupportedOperation(
+            f"{self.name}:{mlu.index} is in neither MIM nor SMLU mode, so it cannot be "
+            "partitioned; enable one with cnmon and restart the driver"
+        )
+
+    @staticmethod
+    def _instance_name() -> str:
+        return f"accelpool-{uuidlib.uuid4().hex[:12]}"
+
+    def _create_mim(self, mlu: _Mlu, profile: str, placement: int | None) -> PartitionInfo:
+        drv, h = self.driver, mlu.handle
+        where = f"MIM instance {profile} on {self.name}:{mlu.index}"
+        known = self._mim_profiles(mlu)
+        match = [(p, pid) for p, pid in known if p.name == profile]
+        if not match:
+            raise InvalidRequest(
+                f"{mlu.info.model} has no MIM profile {profile!r}; profiles: "
+                + ", ".join(p.name for p, _ in known)
+            )
+        prof, pid = match[0]
+        spot: tuple[int, int] | None = None
+        if placement is not None:
+            offered = [p.start for p in prof.placements]
+            if placement not in offered:
+                raise InvalidRequest(
+                    f"profile {profile} cannot start at cluster {placement}; placements: "
+                    + ", ".join(map(str, offered))
+                )
+            size = prof.placements[0].size
+            mims = self._do(f"creating {where}", lambda: drv.all_mim_instances(h))
+            taken = [i for i in mims if i.start < placement + size and placement < i.start + i.size]
+            if taken:
+                raise InsufficientCapacity(
+                    f"cannot create {where} at cluster {placement}: clusters "
+                    f"[{placement}, {placement + size}) are held by {taken[0].profile_name} "
+                    "instance(s); pick a free placement or destroy the instance"
+                )
+            spot = (placement, size)
+        if not prof.available:
+            raise InsufficientCapacity(
+                f"cannot create {where}: no free clusters or memory slices left for it; "
+                "destroy an instance or pick a smaller profile"
+            )
+        handle = self._do(
+            f"creating {where}",
+            lambda: drv.create_mim(h, pid, self._instance_name(), spot),
+            context="create",
+        )
+        try:
+            info = drv.mim_instance_info(handle)
+        except BaseException as e:
+            # Step two failed: take the instance away again so nothing is left behind.
+            self._undo(f"creating {where}", lambda: drv.destroy_mim(handle))
+            if isinstance(e, CndevError):
+                raise self._error(
+                    e, f"created {where} but could not read it back (it was destroyed again)"
+                ) from None
+            raise
+        return self._mim_partition(mlu, info)
+
+    def _undo(self, doing: str, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except CndevError as e:
+            raise AccelPoolError(
+                f"{doing} failed half way and could not be undone; remove the leftover with cnmon",
+                vendor_code=e.code,
+                vendor_message=e.vendor_message,
+            ) from None
+
+    def _create_smlu(self, mlu: _Mlu, profile: str, placement: int | None) -> PartitionInfo:
+        drv, h = self.driver, mlu.handle
+        shares = ", ".join(p.name for p in self._smlu_profiles(mlu))
+        parsed = models.parse_smlu_name(profile)
+        if parsed is None:
+            raise InvalidRequest(
+                f"{profile!r} is not an SMLU share; name one as smlu-<percent>-<memory>, "
+                f"memory in gb or mb (e.g. {shares})"
+            )
+        quota, memory_mb = parsed
+        if not 0 < quota <= models.SMLU_VCORE_UNITS:
+            raise InvalidRequest(f"SMLU share {profile}: the percent must be 1 to 100")
+        unit = models.SMLU_MEMORY_UNIT_MB
+        if memory_mb <= 0 or memory_mb % unit or memory_mb * MIB > mlu.info.memory_bytes:
+            raise InvalidRequest(
+                f"SMLU share {profile}: memory must be a positive multiple of {unit} MiB, at "
+                f"most the device's {mlu.info.memory_bytes // MIB} MiB"
+            )
+        if placement is not None:
+            raise InvalidRequest("SMLU shares take no placement; create one without it")
+        where = f"SMLU share {profile} on {self.name}:{mlu.index}"
+        need = {"vcore": quota, "memory": memory_mb * MIB}
+        _, free = self._smlu_used(mlu)
+        if allocator.shortfall(free, need):
+            raise InsufficientCapacity(
+                f"cannot create {where}: {free['vcore']}% of compute and "
+                f"{max(0, free['memory']) // MIB} MiB are free; destroy a share or ask for less"
+            )
+        pid = self._do(
+            f"creating {where}",
+            lambda: drv.create_smlu_profile(h, quota, memory_mb * MIB),
+            context="create",
+        )
+        try:
+            handle = drv.create_smlu_instance(h, pid, self._instance_name())
+        except BaseException as e:
+            # Step two failed: the SMLU profile made in step one goes too.
+            self._undo(f"creating {where}", lambda: drv.destroy_smlu_profile(h, pid))
+            if isinstance(e, CndevError):
+                raise self._error(e, f"creating {where} (its profile was removed)") from None
+            raise
+        try:
+            info = drv.smlu_instance_info(handle)
+        except BaseException as e:
+            self._undo(f"creating {where}", lambda: drv.destroy_smlu_instance(handle))
+            self._undo(f"creating {where}", lambda: drv.destroy_smlu_profile(h, pid))
+            if isinstance(e, CndevError):
+                raise self._error(e, f"created {where} but could not read it back") from None
+            raise
+        return self._smlu_partition(mlu, info)
+
+    def _instance(self, partition: PartitionInfo) -> tuple[_Mlu, str, str]:
+        """``(mlu, kind, instance uuid)`` of a partition id; NotFound for a foreign id."""
+        mlu = self._mlu_by_id(partition.device_native_id)
+        prefix = mlu.info.native_id + "-"
+        rest = partition.native_id.removeprefix(prefix)
+        kind, _, inst = rest.partition("-")
+        if not partition.native_id.startswith(prefix) or kind not in ("mim", "smlu") or not inst:
+            raise NotFound(f"no Cambricon instance {partition.native_id!r}")
+        return mlu, kind, inst
+
+    def destroy_partition(self, partition: PartitionInfo) -> None:
+        mlu, kind, inst = self._instance(partition)
+        self._alive(mlu)
+        drv, h = self.driver, mlu.handle
+        doing = f"destroying {partition.native_id}"
+        gone = NotFound(
+            f"no Cambricon instance {partition.native_id}: it no longer exists (already destroyed?)"
+        )
+        if kind == "mim" and mlu.mode == "mim":
+            mims = self._do(doing, lambda: drv.all_mim_instances(h))
+            for index in range(len(mims)):
+                mi = self._do(doing, partial(drv.mim_instance_by_index, h, index))
+                if self._do(doing, partial(drv.mim_instance_info, mi)).uuid == inst:
+                    self._destroy(doing, partial(drv.destroy_mim, mi), gone)
+                    return
+            raise gone
+        if kind == "smlu" and mlu.mode == "smlu":
+            for i in self._do(doing, lambda: drv.all_smlu_instances(h)):
+                if i.uuid != inst:
+                    continue
+                mi = drv.smlu_instance_handle(h, i.instance_id)
+                try:
+                    check = drv.smlu_instance_info(mi)
+                except CndevError:
+                    check = None
+                if check is None or check.uuid != inst:
+                    raise AccelPoolError(
+                        f"{doing}: cannot find the CNDev handle of SMLU instance "
+                        f"{i.instance_id}; destroy it with cnmon"
+                    )
+                self._destroy(doing, partial(drv.destroy_smlu_instance, mi), gone)
+                self._drop_smlu_profile(mlu, i.profile_id)
+                return
+            raise gone
+        raise gone
+
+    def _destroy(self, doing: str, call: Callable[[], None], gone: NotFound) -> None:
+        try:
+            call()
+        except CndevError as e:
+            if e.code in (CNDEV_ERROR_NOT_FOUND, CNDEV_ERROR_INVALID_ARGUMENT):
+                raise gone from None
+            raise self._error(e, doing) from None
+
+    def _drop_smlu_profile(self, mlu: _Mlu, profile_id: int) -> None:
+        # The profile was made for this instance; remove it unless another uses it.
+        drv = self.driver
+        try:
+            if any(i.profile_id == profile_id for i in drv.all_smlu_instances(mlu.handle)):
+                return
+            drv.destroy_smlu_profile(mlu.handle, profile_id)
+        except CndevError as e:
+            if e.code not in (CNDEV_ERROR_NOT_FOUND, CNDEV_ERROR_IN_USE):
+                raise self._error(e, f"removing SMLU profile {profile_id}") from None
+
+    # -- SPI: telemetry, visibility, sessions ----------------------------------------
+    def telemetry(self, device: DeviceInfo) -> Telemetry:
+        mlu = self._mlu(device)
+        self._alive(mlu)
+        drv, h = self.driver, mlu.handle
+        doing = f"reading telemetry of {self.name}:{mlu.index}"
+        mem = self._do(doing, lambda: drv.memory_usage(h))
+        util = self._do(doing, lambda: drv.utilization(h))
+        temp = self._do(doing, lambda: drv.temperature(h))
+        return Telemetry(
+            memory_used_bytes=mem.used_mb * MIB,
+            memory_total_bytes=mem.total_mb * MIB,
+            utilization_percent=float(util),
+            temperature_c=float(temp),
+            power_w=None,
+        )
+
+    def _node_paths(self, mlu: _Mlu, partition: PartitionInfo) -> str:
+        attrs = partition.attributes
+        ipcm = attrs.get(ATTR + "ipcmDevNode") or f"/dev/cambricon_ipcm{mlu.index}"
+        return f"/dev/cambricon_dev{mlu.index},{ipcm},{attrs.get(ATTR + 'devNode')}"
+
+    def visibility_env(self, targets: Sequence[Target]) -> dict[str, str]:
+        """Whole devices: ``MLU_VISIBLE_DEVICES`` with their indexes.
+
+        MIM and SMLU instances are reached through the Cambricon container runtime,
+        which mounts the device nodes named in ``VIRTUAL_DEVICES`` (as the Cambricon
+        device plugin sets it) and nothing else; inside, they are MLU 0, 1, ...
+        """
+        if not targets:
+            raise InvalidRequest("name at least one Cambricon device or instance to make visible")
+        devices: list[_Mlu] = []
+        instances: list[tuple[_Mlu, PartitionInfo]] = []
+        for t in targets:
+            if isinstance(t, PartitionInfo):
+                instances.append((self._live_instance(t), t))
+            elif isinstance(t, DeviceInfo):
+                mlu = self._mlu(t)
+                self._alive(mlu)
+                devices.append(mlu)
+            else:
+                raise InvalidRequest(f"not a device or partition: {t!r}")
+        names = [m.index for m in devices] + [p.native_id for _, p in instances]
+        if len(set(names)) != len(names):
+            raise InvalidRequest("a device or instance is named twice; name each target once")
+        if devices and instances:
+            raise InvalidRequest(
+                "whole MLUs and MIM/SMLU instances cannot be made visible together; ask for "
+                "devices or for instances"
+            )
+        if devices:
+            return {MLU_VISIBLE: ",".join(str(m.index) for m in sorted(devices, key=_index))}
+        return {
+            VIRTUAL_DEVICES: ";".join(self._node_paths(m, p) for m, p in instances),
+            MLU_VISIBLE: ",".join(str(i) for i in range(len(instances))),
+        }
+
+    def _live_instance(self, partition: PartitionInfo) -> _Mlu:
+        mlu, _, _ = self._instance(partition)
+        self._alive(mlu)
+        if partition.native_id not in {p.native_id for p in self.partitions(mlu.info)}:
+            raise NotFound(
+                f"no Cambricon instance {partition.native_id}: it no longer exists "
+                "(already destroyed?)"
+            )
+        return mlu
+
+    def onnx_placement(self, target: Target) -> OnnxPlacement:
+        raise UnsupportedOperation(NO_ONNX)
+
+    # -- SPI: faults (simulator only) -------------------------------------------------
+    def inject_fault(self, fault: str, device: DeviceInfo) -> None:
+        from accelpool_cambricon.sim import SimulatedCndev
+
+        drv = self.driver
+        if not isinstance(drv, SimulatedCndev):
+            raise UnsupportedOperation("fault injection needs a simulated fleet (--sim)")
+        if fault not in FAULTS:
+            raise InvalidRequest(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
+        drv.inject_fault(fault, self._mlu(device).index)
+
+    def clear_faults(self) -> None:
+        from accelpool_cambricon.sim import SimulatedCndev
+
+        drv = self.driver
+        if not isinstance(drv, SimulatedCndev):
+            raise UnsupportedOperation("fault injection needs a simulated fleet (--sim)")
+        drv.clear_faults()
+
+
+def _index(m: _Mlu) -> int:
+    return m.index

@@ -1,0 +1,671 @@
+"""A thin ctypes binding to Cambricon's CNDev (``libcndev.so``).
+
+Written from the C declarations in ``cndev.h`` (as vendored by
+Cambricon/cambricon-k8s-device-plugin, ``device-plugin/pkg/cndev/include/cndev.h``);
+each method of :class:`CndevLibrary` quotes the function it calls. Structures carry
+``version = CNDEV_VERSION_6`` as the device plugin sets it. The library is opened on
+first use, each function pointer is looked up (and typed) the first time it is called,
+and every non-zero ``cndevRet_t`` becomes a
+:class:`~accelpool_cambricon.driver.CndevError` carrying CNDev's code.
+
+This binding has not run against a real ``libcndev.so`` in this project's CI (no MLU
+there); ``docs/backends/cambricon.md`` lists what a vendor must check.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from ctypes import (
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_int,
+    c_int64,
+    c_uint,
+    c_uint8,
+    c_uint32,
+    c_uint64,
+)
+from typing import Any, ClassVar
+
+from accelpool_cambricon.driver import (
+    CNDEV_ERROR_INSUFFICIENT_SPACE,
+    CNDEV_ERROR_INVALID_ARGUMENT,
+    CNDEV_VERSION,
+    CndevDriver,
+    CndevError,
+    CndevUnavailable,
+    MemoryUsage,
+    MimInstanceInfo,
+    MimProfileInfo,
+    SmluInstanceInfo,
+    SmluProfileInfo,
+)
+
+LIBRARY_NAME = "libcndev.so"
+#: Where the Cambricon driver package (Neuware) installs CNDev when it is not on the path.
+DEFAULT_LOCATIONS = (LIBRARY_NAME, "/usr/local/neuware/lib64/libcndev.so")
+#: Environment variable naming the library explicitly.
+LIBRARY_ENV = "ACCELPOOL_CNDEV_LIBRARY"
+
+UUID_SIZE = 37
+NAME_SIZE = 100  # CNDEV_MLUINSTANCE_PROFILE_NAME_BUFFER_SIZE / ..._DEVICE_NODE_NAME_...
+SMLU_ITEMS = 2  # CNDEV_SMLU_ITEM_COUNT: [CNDEV_SMLU_MAX, CNDEV_SMLU_USAGE]
+SMLU_MAX = 0
+MAX_INSTANCES = 128
+
+
+# -- structures (field order and types as in cndev.h) ------------------------------
+class cndevCardInfo_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("number", c_uint)]
+
+
+class cndevUUID_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("uuid", c_uint8 * UUID_SIZE),
+        ("ncsUUID64", c_uint64),
+    ]
+
+
+class cndevMemoryInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("physicalMemoryTotal", c_int64),
+        ("physicalMemoryUsed", c_int64),
+        ("virtualMemoryTotal", c_int64),
+        ("virtualMemoryUsed", c_int64),
+        ("channelNumber", c_int64),
+        ("channelMemoryUsed", c_int64 * 20),
+        ("globalMemory", c_uint64),
+    ]
+
+
+class cndevCardName_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("id", c_int)]
+
+
+class cndevCardSN_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("sn", c_uint64), ("motherBoardSn", c_uint64)]
+
+
+class cndevCardCoreCount_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("count", c_int)]
+
+
+class cndevCardClusterCount_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("count", c_int)]
+
+
+class cndevCardHealthState_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("health", c_int),
+        ("deviceState", c_int),
+        ("driverState", c_int),
+    ]
+
+
+class cndevUtilizationInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("averageCoreUtilization", c_int),
+        ("coreUtilization", c_int * 80),
+    ]
+
+
+class cndevTemperatureInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("board", c_int),
+        ("cluster", c_int * 20),
+        ("memoryDie", c_int * 8),
+        ("chip", c_int),
+        ("airInlet", c_int),
+        ("airOutlet", c_int),
+        ("memory", c_int),
+        ("videoInput", c_int),
+        ("cpu", c_int),
+        ("isp", c_int),
+    ]
+
+
+class cndevLibVersionInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("libMajorVersion", c_uint),
+        ("libMinorVersion", c_uint),
+        ("libBuildVersion", c_uint),
+    ]
+
+
+class cndevMimMode_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("mimMode", c_int)]
+
+
+class cndevSMLUMode_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("smluMode", c_int)]
+
+
+class cndevMluInstancePlacement_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("start", c_int), ("size", c_int)]
+
+
+class cndevMluInstanceProfileInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("profileId", c_int),
+        ("mluCoreCount", c_int),
+        ("vpuCount", c_int),
+        ("jpuCount", c_int),
+        ("gdmaCount", c_int),
+        ("memorySize", c_int),
+        ("name", c_char * NAME_SIZE),
+    ]
+
+
+class cndevMluInstanceInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("parentDevice", c_int),
+        ("instanceId", c_int),
+        ("profileId", c_int),
+        ("uuid", c_uint8 * UUID_SIZE),
+        ("domain", c_int),
+        ("bus", c_int),
+        ("device", c_int),
+        ("function", c_int),
+        ("placement", cndevMluInstancePlacement_t),
+        ("mluCoreCount", c_int),
+        ("vpuCount", c_int),
+        ("jpuCount", c_int),
+        ("gdmaCount", c_int),
+        ("memorySize", c_int),
+        ("profileName", c_char * NAME_SIZE),
+        ("devNodeName", c_char * NAME_SIZE),
+        ("ipcmDevNodeName", c_char * NAME_SIZE),
+        ("instanceName", c_char * NAME_SIZE),
+        ("reserved", c_uint * 128),
+    ]
+
+
+class cndevSMluSet_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("mluQuota", c_uint32), ("memorySize", c_uint64)]
+
+
+class cndevSMluProfileIdInfo_t(Structure):
+    _fields_: ClassVar = [("version", c_int), ("count", c_int), ("profileId", c_int * 128)]
+
+
+class cndevSMluProfileInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("profileId", c_int),
+        ("name", c_char * NAME_SIZE),
+        ("totalCapacity", c_uint32),
+        ("remainCapacity", c_uint32),
+        ("mluQuota", c_uint32 * SMLU_ITEMS),
+        ("memorySize", c_uint64 * SMLU_ITEMS),
+    ]
+
+
+class cndevSMluInfo_t(Structure):
+    _fields_: ClassVar = [
+        ("version", c_int),
+        ("profileId", c_int),
+        ("instanceId", c_int),
+        ("uuid", c_uint8 * UUID_SIZE),
+        ("domain", c_int),
+        ("bus", c_int),
+        ("device", c_int),
+        ("function", c_int),
+        ("profileName", c_char * NAME_SIZE),
+        ("instanceName", c_char * NAME_SIZE),
+        ("devNodeName", c_char * NAME_SIZE),
+        ("mluQuota", c_uint32 * SMLU_ITEMS),
+        ("memorySize", c_uint64 * SMLU_ITEMS),
+        ("reserved", c_uint * 128),
+    ]
+
+
+_P_INT = POINTER(c_int)
+
+#: name -> (restype, argtypes). ``cndevDevice_t`` and ``cndevMluInstance_t`` are ``int``.
+SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "cndevInit": (c_int, [c_int]),
+    "cndevRelease": (c_int, []),
+    "cndevGetErrorString": (c_char_p, [c_int]),
+    "cndevGetLibVersion": (c_int, [POINTER(cndevLibVersionInfo_t)]),
+    "cndevGetDeviceCount": (c_int, [POINTER(cndevCardInfo_t)]),
+    "cndevGetDeviceHandleByIndex": (c_int, [c_int, _P_INT]),
+    "cndevGetUUID": (c_int, [POINTER(cndevUUID_t), c_int]),
+    "cndevGetCardName": (c_int, [POINTER(cndevCardName_t), c_int]),
+    "cndevGetCardNameStringByDevId": (c_char_p, [c_int]),
+    "cndevGetCardSN": (c_int, [POINTER(cndevCardSN_t), c_int]),
+    "cndevGetMemoryUsage": (c_int, [POINTER(cndevMemoryInfo_t), c_int]),
+    "cndevGetCoreCount": (c_int, [POINTER(cndevCardCoreCount_t), c_int]),
+    "cndevGetClusterCount": (c_int, [POINTER(cndevCardClusterCount_t), c_int]),
+    "cndevGetCardHealthState": (c_int, [POINTER(cndevCardHealthState_t), c_int]),
+    "cndevGetDeviceUtilizationInfo": (c_int, [POINTER(cndevUtilizationInfo_t), c_int]),
+    "cndevGetTemperatureInfo": (c_int, [POINTER(cndevTemperatureInfo_t), c_int]),
+    "cndevGetMimMode": (c_int, [POINTER(cndevMimMode_t), c_int]),
+    "cndevGetSMLUMode": (c_int, [POINTER(cndevSMLUMode_t), c_int]),
+    "cndevGetMluInstanceProfileInfo": (
+        c_int,
+        [POINTER(cndevMluInstanceProfileInfo_t), c_int, c_int],
+    ),
+    "cndevGetMaxMluInstanceCount": (c_int, [_P_INT, c_int, c_int]),
+    "cndevGetMluInstanceRemainingCapacity": (c_int, [_P_INT, c_int, c_int]),
+    "cndevGetMluInstancePossiblePlacements": (
+        c_int,
+        [_P_INT, POINTER(cndevMluInstancePlacement_t), c_int, c_int],
+    ),
+    "cndevCreateMluInstanceByProfileId": (c_int, [_P_INT, c_uint, c_int, c_char_p]),
+    "cndevCreateMluInstanceByProfileIdWithPlacement": (
+        c_int,
+        [POINTER(cndevMluInstancePlacement_t), _P_INT, c_uint, c_int, c_char_p],
+    ),
+    "cndevGetMluInstanceInfo": (c_int, [POINTER(cndevMluInstanceInfo_t), c_int]),
+    "cndevGetAllMluInstanceInfo": (c_int, [_P_INT, POINTER(cndevMluInstanceInfo_t), c_int]),
+    "cndevGetMluInstanceByIndex": (c_int, [_P_INT, c_int, c_int]),
+    "cndevDestroyMluInstanceByHandle": (c_int, [c_int]),
+    "cndevCreateSMluProfileInfo": (c_int, [POINTER(cndevSMluSet_t), _P_INT, c_int]),
+    "cndevDestroySMluProfileInfo": (c_int, [c_int, c_int]),
+    "cndevGetSMluProfileIdInfo": (c_int, [POINTER(cndevSMluProfileIdInfo_t), c_int]),
+    "cndevGetSMluProfileInfo": (c_int, [POINTER(cndevSMluProfileInfo_t), c_int, c_int]),
+    "cndevCreateSMluInstanceByProfileId": (c_int, [_P_INT, c_uint, c_int, c_char_p]),
+    "cndevGetSMluInstanceInfo": (c_int, [POINTER(cndevSMluInfo_t), c_int]),
+    "cndevGetAllSMluInstanceInfo": (c_int, [_P_INT, POINTER(cndevSMluInfo_t), c_int]),
+    "cndevDestroySMluInstanceByHandle": (c_int, [c_int]),
+}
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
+
+
+def _uuid(raw: Any) -> str:
+    return _text(bytes(raw))
+
+
+def _versioned(cls: type[Structure]) -> Any:
+    s = cls()
+    s.version = CNDEV_VERSION
+    return s
+
+
+def _mim_info(m: cndevMluInstanceInfo_t) -> MimInstanceInfo:
+    return MimInstanceInfo(
+        parent=int(m.parentDevice),
+        instance_id=int(m.instanceId),
+        profile_id=int(m.profileId),
+        uuid=_uuid(m.uuid),
+        start=int(m.placement.start),
+        size=int(m.placement.size),
+        mlu_cores=int(m.mluCoreCount),
+        memory_mb=int(m.memorySize),
+        profile_name=_text(m.profileName),
+        dev_node=_text(m.devNodeName),
+        ipcm_dev_node=_text(m.ipcmDevNodeName),
+        instance_name=_text(m.instanceName),
+    )
+
+
+def _smlu_info(s: cndevSMluInfo_t) -> SmluInstanceInfo:
+    return SmluInstanceInfo(
+        profile_id=int(s.profileId),
+        instance_id=int(s.instanceId),
+        uuid=_uuid(s.uuid),
+        profile_name=_text(s.profileName),
+        instance_name=_text(s.instanceName),
+        dev_node=_text(s.devNodeName),
+        quota=int(s.mluQuota[SMLU_MAX]),
+        memory_bytes=int(s.memorySize[SMLU_MAX]),
+    )
+
+
+class CndevLibrary(CndevDriver):
+    """:class:`CndevDriver` over the real ``libcndev.so``.
+
+    ``lib`` replaces the loaded library (tests pass an object whose attributes are
+    the C functions); ``path`` names the shared object to open.
+    """
+
+    def __init__(self, lib: Any | None = None, path: str | None = None) -> None:
+        self._lib = lib
+        self._path = path
+        self._fns: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- loading -----------------------------------------------------------
+    def _candidates(self) -> list[str]:
+        if self._path:
+            return [self._path]
+        env = os.environ.get(LIBRARY_ENV)
+        return [env] if env else list(DEFAULT_LOCATIONS)
+
+    def load(self) -> Any:
+        """Open the library (once); :class:`CndevUnavailable` when it is not installed."""
+        with self._lock:
+            if self._lib is None:
+                errors = []
+                for candidate in self._candidates():
+                    try:
+                        self._lib = ctypes.CDLL(candidate)
+                        self._path = candidate
+                        break
+                    except OSError as e:
+                        text = str(e).splitlines()[0] if str(e) else candidate
+                        # A library that exists but will not load says why; absence does not.
+                        if "No such file" not in text:
+                            errors.append(text)
+                else:
+                    detail = f" ({errors[0]})" if errors else ""
+                    raise CndevUnavailable(
+                        f"Cambricon CNDev library not found ({LIBRARY_NAME}){detail}: install "
+                        f"the Cambricon MLU driver, set {LIBRARY_ENV} to its path, or use a "
+                        "simulated fleet with --sim"
+                    )
+            return self._lib
+
+    def _fn(self, name: str) -> Any:
+        fn = self._fns.get(name)
+        if fn is not None:
+            return fn
+        lib = self.load()
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise CndevUnavailable(
+                f"{self._path or LIBRARY_NAME} has no {name}; the Cambricon driver is too old "
+                "for this operation"
+            ) from None
+        restype, argtypes = SIGNATURES[name]
+        fn.argtypes = argtypes
+        fn.restype = restype
+        self._fns[name] = fn
+        return fn
+
+    def _call(self, name: str, *args: Any) -> None:
+        rc = self._fn(name)(*args)
+        if rc != 0:
+            raise CndevError(int(rc), name)
+
+    # -- CndevDriver: identity -----------------------------------------------
+    def init(self) -> None:
+        """``cndevRet_t cndevInit(int reserved)``."""
+        self._call("cndevInit", 0)
+
+    def release(self) -> None:
+        """``cndevRet_t cndevRelease()``."""
+        self._call("cndevRelease")
+
+    def lib_version(self) -> str:
+        """``cndevRet_t cndevGetLibVersion(cndevLibVersionInfo_t *libVerInfo)``."""
+        info = _versioned(cndevLibVersionInfo_t)
+        self._call("cndevGetLibVersion", ctypes.pointer(info))
+        return f"{info.libMajorVersion}.{info.libMinorVersion}.{info.libBuildVersion}"
+
+    def device_count(self) -> int:
+        """``cndevRet_t cndevGetDeviceCount(cndevCardInfo_t *cardNum)``."""
+        info = _versioned(cndevCardInfo_t)
+        self._call("cndevGetDeviceCount", ctypes.pointer(info))
+        return int(info.number)
+
+    def device_handle(self, index: int) -> int:
+        """``cndevRet_t cndevGetDeviceHandleByIndex(int index, cndevDevice_t *handle)``."""
+        out = c_int(0)
+        self._call("cndevGetDeviceHandleByIndex", index, ctypes.pointer(out))
+        return int(out.value)
+
+    def uuid(self, device: int) -> str:
+        """``cndevRet_t cndevGetUUID(cndevUUID_t *uuidInfo, cndevDevice_t device)``."""
+        info = _versioned(cndevUUID_t)
+        self._call("cndevGetUUID", ctypes.pointer(info), device)
+        return _uuid(info.uuid)
+
+    def card_name(self, device: int) -> int:
+        """``cndevRet_t cndevGetCardName(cndevCardName_t *cardName, cndevDevice_t device)``."""
+        info = _versioned(cndevCardName_t)
+        self._call("cndevGetCardName", ctypes.pointer(info), device)
+        return int(info.id)
+
+    def card_name_string(self, device: int) -> str:
+        """``const char *cndevGetCardNameStringByDevId(cndevDevice_t device)``."""
+        raw = self._fn("cndevGetCardNameStringByDevId")(device)
+        return _text(raw) if raw else ""
+
+    def card_sn(self, device: int) -> tuple[int, int]:
+        """``cndevRet_t cndevGetCardSN(cndevCardSN_t *cardSN, cndevDevice_t device)``."""
+        info = _versioned(cndevCardSN_t)
+        self._call("cndevGetCardSN", ctypes.pointer(info), device)
+        return int(info.sn), int(info.motherBoardSn)
+
+    def memory_usage(self, device: int) -> MemoryUsage:
+        """``cndevRet_t cndevGetMemoryUsage(cndevMemoryInfo_t *memInfo, cndevDevice_t device)``."""
+        info = _versioned(cndevMemoryInfo_t)
+        self._call("cndevGetMemoryUsage", ctypes.pointer(info), device)
+        return MemoryUsage(int(info.physicalMemoryTotal), int(info.physicalMemoryUsed))
+
+    def core_count(self, device: int) -> int:
+        """``cndevRet_t cndevGetCoreCount(cndevCardCoreCount_t *, cndevDevice_t device)``."""
+        info = _versioned(cndevCardCoreCount_t)
+        self._call("cndevGetCoreCount", ctypes.pointer(info), device)
+        return int(info.count)
+
+    def cluster_count(self, device: int) -> int:
+        """``cndevRet_t cndevGetClusterCount(cndevCardClusterCount_t *, cndevDevice_t)``."""
+        info = _versioned(cndevCardClusterCount_t)
+        self._call("cndevGetClusterCount", ctypes.pointer(info), device)
+        return int(info.count)
+
+    def health(self, device: int) -> int:
+        """``cndevRet_t cndevGetCardHealthState(cndevCardHealthState_t *, cndevDevice_t)``."""
+        info = _versioned(cndevCardHealthState_t)
+        self._call("cndevGetCardHealthState", ctypes.pointer(info), device)
+        return int(info.health)
+
+    def utilization(self, device: int) -> int:
+        """``cndevRet_t cndevGetDeviceUtilizationInfo(cndevUtilizationInfo_t *, cndevDevice_t)``."""
+        info = _versioned(cndevUtilizationInfo_t)
+        self._call("cndevGetDeviceUtilizationInfo", ctypes.pointer(info), device)
+        return int(info.averageCoreUtilization)
+
+    def temperature(self, device: int) -> int:
+        """``cndevRet_t cndevGetTemperatureInfo(cndevTemperatureInfo_t *, cndevDevice_t)``."""
+        info = _versioned(cndevTemperatureInfo_t)
+        self._call("cndevGetTemperatureInfo", ctypes.pointer(info), device)
+        return int(info.board)
+
+    def mim_mode(self, device: int) -> bool:
+        """``cndevRet_t cndevGetMimMode(cndevMimMode_t *mode, cndevDevice_t device)``."""
+        info = _versioned(cndevMimMode_t)
+        self._call("cndevGetMimMode", ctypes.pointer(info), device)
+        return int(info.mimMode) == 1
+
+    def smlu_mode(self, device: int) -> bool:
+        """``cndevRet_t cndevGetSMLUMode(cndevSMLUMode_t *mode, cndevDevice_t device)``."""
+        info = _versioned(cndevSMLUMode_t)
+        self._call("cndevGetSMLUMode", ctypes.pointer(info), device)
+        return int(info.smluMode) == 1
+
+    # -- CndevDriver: MIM -----------------------------------------------------
+    def mim_profile_info(self, device: int, profile_type: int) -> MimProfileInfo:
+        """``cndevRet_t cndevGetMluInstanceProfileInfo(cndevMluInstanceProfileInfo_t *,
+        int profile, cndevDevice_t device)``."""
+        info = _versioned(cndevMluInstanceProfileInfo_t)
+        self._call("cndevGetMluInstanceProfileInfo", ctypes.pointer(info), profile_type, device)
+        return MimProfileInfo(
+            int(info.profileId),
+            int(info.mluCoreCount),
+            int(info.vpuCount),
+            int(info.jpuCount),
+            int(info.memorySize),
+            _text(info.name),
+        )
+
+    def mim_max_count(self, device: int, profile_id: int) -> int:
+        """``cndevRet_t cndevGetMaxMluInstanceCount(int *count, int profileId, cndevDevice_t)``."""
+        out = c_int(0)
+        self._call("cndevGetMaxMluInstanceCount", ctypes.pointer(out), profile_id, device)
+        return int(out.value)
+
+    def mim_remaining_capacity(self, device: int, profile_id: int) -> int:
+        """``cndevRet_t cndevGetMluInstanceRemainingCapacity(int *count, int profileId,
+        cndevDevice_t device)``."""
+        out = c_int(0)
+        self._call("cndevGetMluInstanceRemainingCapacity", ctypes.pointer(out), profile_id, device)
+        return int(out.value)
+
+    def mim_possible_placements(self, device: int, profile_id: int) -> list[tuple[int, int]]:
+        """``cndevRet_t cndevGetMluInstancePossiblePlacements(int *count,
+        cndevMluInstancePlacement_t *placement, int profileId, cndevDevice_t device)``."""
+        count = c_int(MAX_INSTANCES)
+        buf = (cndevMluInstancePlacement_t * MAX_INSTANCES)()
+        for p in buf:
+            p.version = CNDEV_VERSION
+        self._call(
+            "cndevGetMluInstancePossiblePlacements", ctypes.pointer(count), buf, profile_id, device
+        )
+        return [(int(buf[i].start), int(buf[i].size)) for i in range(min(count.value, len(buf)))]
+
+    def create_mim(
+        self, device: int, profile_id: int, name: str, placement: tuple[int, int] | None = None
+    ) -> int:
+        """``cndevCreateMluInstanceByProfileId(cndevMluInstance_t *, unsigned int profileId,
+        cndevDevice_t, char *instanceName)`` or its ``...WithPlacement`` form."""
+        handle = c_int(0)
+        encoded = name.encode()
+        if len(encoded) >= NAME_SIZE:
+            raise CndevError(CNDEV_ERROR_INVALID_ARGUMENT, "cndevCreateMluInstanceByProfileId")
+        if placement is None:
+            self._call(
+                "cndevCreateMluInstanceByProfileId",
+                ctypes.pointer(handle),
+                profile_id,
+                device,
+                encoded,
+            )
+        else:
+            where = cndevMluInstancePlacement_t(CNDEV_VERSION, placement[0], placement[1])
+            self._call(
+                "cndevCreateMluInstanceByProfileIdWithPlacement",
+                ctypes.pointer(where),
+                ctypes.pointer(handle),
+                profile_id,
+                device,
+                encoded,
+            )
+        return int(handle.value)
+
+    def mim_instance_info(self, mi_handle: int) -> MimInstanceInfo:
+        """``cndevRet_t cndevGetMluInstanceInfo(cndevMluInstanceInfo_t *miInfo,
+        cndevMluInstance_t miHandle)``."""
+        info = _versioned(cndevMluInstanceInfo_t)
+        self._call("cndevGetMluInstanceInfo", ctypes.pointer(info), mi_handle)
+        return _mim_info(info)
+
+    def all_mim_instances(self, device: int) -> list[MimInstanceInfo]:
+        """``cndevRet_t cndevGetAllMluInstanceInfo(int *count, cndevMluInstanceInfo_t *miInfo,
+        cndevDevice_t device)``; retried once with the size CNDev asks for."""
+        size = 16
+        for _ in range(2):
+            count = c_int(size)
+            buf = (cndevMluInstanceInfo_t * size)()
+            buf[0].version = CNDEV_VERSION
+            try:
+                self._call("cndevGetAllMluInstanceInfo", ctypes.pointer(count), buf, device)
+            except CndevError as e:
+                if e.code == CNDEV_ERROR_INSUFFICIENT_SPACE and count.value > size:
+                    size = count.value
+                    continue
+                raise
+            return [_mim_info(buf[i]) for i in range(min(count.value, size))]
+        raise CndevError(CNDEV_ERROR_INSUFFICIENT_SPACE, "cndevGetAllMluInstanceInfo")
+
+    def mim_instance_by_index(self, device: int, index: int) -> int:
+        """``cndevRet_t cndevGetMluInstanceByIndex(cndevMluInstance_t *miHandle, int index,
+        cndevDevice_t device)``."""
+        out = c_int(0)
+        self._call("cndevGetMluInstanceByIndex", ctypes.pointer(out), index, device)
+        return int(out.value)
+
+    def destroy_mim(self, mi_handle: int) -> None:
+        """``cndevRet_t cndevDestroyMluInstanceByHandle(cndevMluInstance_t miHandle)``."""
+        self._call("cndevDestroyMluInstanceByHandle", mi_handle)
+
+    # -- CndevDriver: dynamic SMLU ---------------------------------------------
+    def create_smlu_profile(self, device: int, quota: int, memory_bytes: int) -> int:
+        """``cndevRet_t cndevCreateSMluProfileInfo(cndevSMluSet_t *profileInfo,
+        int *profileId, cndevDevice_t device)``."""
+        request = cndevSMluSet_t(CNDEV_VERSION, quota, memory_bytes)
+        out = c_int(0)
+        self._call(
+            "cndevCreateSMluProfileInfo", ctypes.pointer(request), ctypes.pointer(out), device
+        )
+        return int(out.value)
+
+    def destroy_smlu_profile(self, device: int, profile_id: int) -> None:
+        """``cndevRet_t cndevDestroySMluProfileInfo(int profileId, cndevDevice_t device)``."""
+        self._call("cndevDestroySMluProfileInfo", profile_id, device)
+
+    def smlu_profile_ids(self, device: int) -> list[int]:
+        """``cndevRet_t cndevGetSMluProfileIdInfo(cndevSMluProfileIdInfo_t *, cndevDevice_t)``."""
+        info = _versioned(cndevSMluProfileIdInfo_t)
+        self._call("cndevGetSMluProfileIdInfo", ctypes.pointer(info), device)
+        return [int(info.profileId[i]) for i in range(min(int(info.count), 128))]
+
+    def smlu_profile_info(self, device: int, profile_id: int) -> SmluProfileInfo:
+        """``cndevRet_t cndevGetSMluProfileInfo(cndevSMluProfileInfo_t *profileInfo,
+        int profile, cndevDevice_t device)``."""
+        info = _versioned(cndevSMluProfileInfo_t)
+        self._call("cndevGetSMluProfileInfo", ctypes.pointer(info), profile_id, device)
+        return SmluProfileInfo(
+            int(info.profileId),
+            _text(info.name),
+            int(info.totalCapacity),
+            int(info.remainCapacity),
+            int(info.mluQuota[SMLU_MAX]),
+            int(info.memorySize[SMLU_MAX]),
+        )
+
+    def create_smlu_instance(self, device: int, profile_id: int, name: str) -> int:
+        """``cndevRet_t cndevCreateSMluInstanceByProfileId(cndevMluInstance_t *miHandle,
+        unsigned int profileId, cndevDevice_t device, char *name)``."""
+        handle = c_int(0)
+        self._call(
+            "cndevCreateSMluInstanceByProfileId",
+            ctypes.pointer(handle),
+            profile_id,
+            device,
+            name.encode(),
+        )
+        return int(handle.value)
+
+    def smlu_instance_info(self, mi_handle: int) -> SmluInstanceInfo:
+        """``cndevRet_t cndevGetSMluInstanceInfo(cndevSMluInfo_t *smluInfo,
+        cndevMluInstance_t miHandle)``."""
+        info = _versioned(cndevSMluInfo_t)
+        self._call("cndevGetSMluInstanceInfo", ctypes.pointer(info), mi_handle)
+        return _smlu_info(info)
+
+    def all_smlu_instances(self, device: int) -> list[SmluInstanceInfo]:
+        """``cndevRet_t cndevGetAllSMluInstanceInfo(int *count, cndevSMluInfo_t *smluInfo,
+        cndevDevice_t device)``."""
+        count = c_int(MAX_INSTANCES)
+        buf = (cndevSMluInfo_t * MAX_INSTANCES)()
+        buf[0].version = CNDEV_VERSION
+        self._call("cndevGetAllSMluInstanceInfo", ctypes.pointer(count), buf, device)
+        return [_smlu_info(buf[i]) for i in range(min(count.value, MAX_INSTANCES))]
+
+    def destroy_smlu_instance(self, mi_handle: int) -> None:
+        """``cndevRet_t cndevDestroySMluInstanceByHandle(cndevMluInstance_t miHandle)``."""
+        self._call("cndevDestroySMluInstanceByHandle", mi_handle)
+
+    def error_string(self, code: int) -> str:
+        """``const char *cndevGetErrorString(cndevRet_t errorId)``."""
+        raw = self._fn("cndevGetErrorString")(code)
+        return _text(raw) if raw else ""
