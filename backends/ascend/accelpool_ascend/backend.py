@@ -109,7 +109,11 @@ class AscendBackend(Backend):
             return SimulatedDcmi(self.context.sim, key=self.name)
         from accelpool_ascend.dcmi import DcmiLibrary
 
-        return DcmiLibrary()
+        # options["library"]: a path to libdcmi.so, or an already loaded CDLL-like object.
+        library = self.context.options.get("library")
+        if isinstance(library, str):
+            return DcmiLibrary(path=library)
+        return DcmiLibrary(lib=library)
 
     @property
     def driver(self) -> DcmiDriver:
