@@ -73,7 +73,7 @@ def test_vnpus_use_up_the_20_ai_cores_and_memory_then_refuse(
     discover: Callable[[str], accelpool.Inventory], template: str
 ) -> None:
     dev = discover("atlas-800-910b").device("ascend:2")
-    made = []
+    made: list[accelpool.Partition] = []
     while len(made) < 10:
         try:
             made.append(dev.create_partition(template))
