@@ -139,6 +139,7 @@ class NvidiaBackend(Backend):
         self._mdev: MdevSysfs | None = None
         self._initialised = False
         self._vgpu_names: dict[int, str] = {}
+        self._gi_cache: dict[str, list[_GiProfile]] = {}
 
     # -- plumbing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -332,22 +333,25 @@ class NvidiaBackend(Backend):
         except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
             return False
 
-    def _gi_profiles(self, h: Any, total: int, placements: bool = True) -> list[_GiProfile]:
-        """GPU instance profiles NVML offers, walking the profile enums as go-nvlib does."""
+    def _gi_profiles(self, h: Any, device: DeviceInfo) -> list[_GiProfile]:
+        """GPU instance profiles NVML offers, walking the profile enums as go-nvlib does.
+
+        A GPU's profile table never changes, so it is read once per GPU (MIG enabled).
+        """
+        cached = self._gi_cache.get(device.native_id)
+        if cached is not None:
+            return cached
+        total = device.memory_bytes
         found = []
         for enum in range(GI_PROFILE_COUNT):
             try:
                 info = pynvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum)
             except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_InvalidArgument):
                 continue
-            slots: tuple[tuple[int, int], ...] = ()
-            if placements:
-                arr = (pynvml.c_nvmlGpuInstancePlacement_t * _MAX_PLACEMENTS)()
-                count = ctypes.c_uint(_MAX_PLACEMENTS)
-                pynvml.nvmlDeviceGetGpuInstancePossiblePlacements(
-                    h, info.id, arr, ctypes.byref(count)
-                )
-                slots = tuple((arr[i].start, arr[i].size) for i in range(count.value))
+            arr = (pynvml.c_nvmlGpuInstancePlacement_t * _MAX_PLACEMENTS)()
+            count = ctypes.c_uint(_MAX_PLACEMENTS)
+            pynvml.nvmlDeviceGetGpuInstancePossiblePlacements(h, info.id, arr, ctypes.byref(count))
+            slots = tuple((arr[i].start, arr[i].size) for i in range(count.value))
             found.append(
                 _GiProfile(
                     enum=enum,
@@ -366,6 +370,8 @@ class NvidiaBackend(Backend):
                 )
             )
         found.sort(key=lambda p: (p.slices, p.memory_mb, p.enum))
+        if found:
+            self._gi_cache[device.native_id] = found
         return found
 
     @staticmethod
@@ -405,7 +411,7 @@ class NvidiaBackend(Backend):
         return found
 
     def _mig_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
-        profiles = self._gi_profiles(h, device.memory_bytes, placements=False)
+        profiles = self._gi_profiles(h, device)
         by_id = {p.id: p for p in profiles}
         migs = self._mig_devices(h)
         result = []
@@ -466,7 +472,7 @@ class NvidiaBackend(Backend):
             h = self._handle(device)
             result: list[PartitionProfile] = []
             if self._mig_on(h):
-                for p in self._gi_profiles(h, device.memory_bytes):
+                for p in self._gi_profiles(h, device):
                     remaining = pynvml.nvmlDeviceGetGpuInstanceRemainingCapacity(h, p.id)
                     result.append(self._profile_of(p, remaining))
             if self._is_vgpu_host(device):
@@ -513,7 +519,7 @@ class NvidiaBackend(Backend):
             h = self._handle(device)
             names: list[str] = []
             if self._mig_on(h):
-                profiles = self._gi_profiles(h, device.memory_bytes)
+                profiles = self._gi_profiles(h, device)
                 for p in profiles:
                     if p.name == profile:
                         return self._create_mig(device, h, p, profiles, placement)

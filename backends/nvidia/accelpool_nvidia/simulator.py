@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import errno
 import itertools
+import json
 import os
 import shutil
 import uuid as uuidlib
@@ -134,8 +135,9 @@ def _ptr(h: Any) -> int:
     if isinstance(h, int):
         return h
     try:
-        value = ctypes.cast(h, ctypes.c_void_p).value
-    except (TypeError, ctypes.ArgumentError):
+        # Reading the pointer's own bytes is cheaper than ctypes.cast.
+        value = ctypes.c_void_p.from_buffer(h).value
+    except (TypeError, ValueError):
         raise _Fail(rc.INVALID_ARGUMENT) from None
     if not value:
         raise _Fail(rc.INVALID_ARGUMENT)
@@ -302,6 +304,10 @@ class NvmlSimulator:
         self._snap_key: tuple[int, int, int] | None = None
         self._snap = _Snapshot({})
         self._init_count = 0
+        self._pinned: _Snapshot | None = None
+        self._rendered: _Snapshot | None = None  # the state the sysfs tree last showed
+        self._batch: dict[str, Any] | None = None
+        self._batch_snap: _Snapshot | None = None
         #: NVML calls made through this simulator in this process, by C symbol
         self.calls: Counter[str] = Counter()
         self.lib = NvmlLib(self)
@@ -326,26 +332,75 @@ class NvmlSimulator:
 
     # -- state ---------------------------------------------------------------------
     def snapshot(self) -> _Snapshot:
-        """The current shared state, re-read only when the state file changed."""
+        """The current shared state, re-read only when the state file changed.
+
+        One NVML call sees one snapshot (it is pinned for the call), and a batch sees
+        its own uncommitted state.
+        """
+        if self._pinned is not None:
+            return self._pinned
+        if self._batch is not None:
+            if self._batch_snap is None:
+                self._batch_snap = _Snapshot(self._batch)
+            return self._batch_snap
         try:
             st = os.stat(self.store.path)
             key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             key = None
         if key != self._snap_key or (key is None and self._snap.ns):
-            data = self.store.read() if key is not None else {}
+            # The state file is written atomically (rename), so a plain read is safe and
+            # avoids the store's defensive deep copy: snapshots are never mutated.
+            data = json.loads(self.store.path.read_bytes()) if key is not None else {}
             self._snap = _Snapshot(data.get("nvidia", {}))
             self._snap_key = key
         return self._snap
 
     @contextlib.contextmanager
+    def pinned(self) -> Iterator[_Snapshot]:
+        """Read the state once for a whole NVML call."""
+        if self._pinned is not None:
+            yield self._pinned
+            return
+        self._pinned = self.snapshot()
+        try:
+            yield self._pinned
+        finally:
+            self._pinned = None
+
+    @contextlib.contextmanager
     def mutate(self) -> Iterator[dict[str, Any]]:
         """The ``"nvidia"`` state, locked, saved when the block finishes without error."""
+        if self._batch is not None:
+            try:
+                yield self._batch
+            finally:
+                self._batch_snap = None
+                self._pinned = None
+            return
         try:
             with self.store.transaction() as state:
                 yield state.setdefault("nvidia", {})
         finally:
             self._snap_key = None  # our own write: re-read next time
+            self._pinned = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run every NVML call of the block in one transaction under the state lock.
+
+        Other processes see all of the block's changes or none of them; bulk set-up
+        (thousands of creates) no longer rewrites the state file once per call.
+        """
+        if self._batch is not None:
+            yield
+            return
+        with self.mutate() as ns:
+            self._batch, self._batch_snap = ns, None
+            try:
+                yield
+            finally:
+                self._batch = self._batch_snap = None
 
     def _g(self, ns: Mapping[str, Any], index: int) -> Mapping[str, Any]:
         gpus: Mapping[str, Any] = ns.get("gpus", {})
@@ -661,8 +716,11 @@ class NvmlSimulator:
                 for path, text in pending:
                     with contextlib.suppress(OSError):
                         self.sysfs_write(path, text)
-            else:
-                self._render_sysfs(self.snapshot().ns)
+                return
+            snap = self.snapshot()
+            if snap is not self._rendered or not marker.exists():
+                self._render_sysfs(snap.ns)
+                self._rendered = snap
 
     def _type_dir(self, gpu: SimGpu, type_id: int) -> Path:
         return (
@@ -853,6 +911,9 @@ class NvmlLib:
             sim.calls[name] += 1
             if not always and sim._init_count <= 0:
                 return rc.UNINITIALIZED
+            outer = sim._pinned is None
+            if outer:
+                sim._pinned = sim.snapshot()  # one read of the state per call
             try:
                 code = sim._fault(name, args)
                 if code is not None:
@@ -861,6 +922,9 @@ class NvmlLib:
                 return result
             except _Fail as e:
                 return e.code
+            finally:
+                if outer:
+                    sim._pinned = None
 
         call.__name__ = name
         setattr(self, name, call)  # resolve once per name

@@ -1,0 +1,131 @@
+"""Discovery cost of simulated NVIDIA fleets of 8 and 1,024 GPUs.
+
+Prints, per fleet size, the time per GPU of listing GPUs through the NVIDIA backend
+(pynvml's real wrappers over the NVML simulator), the time per GPU of listing every
+GPU's MIG partitions as ``accelpool ls`` does, the NVML calls made per GPU, and the
+time of a whole ``accelpool.discover()`` (which adds a fixed plugin-loading cost).
+The per-GPU times of the two fleets should be within 2x of each other.
+
+    .venv/bin/python benchmarks/bench_nvidia_fleet.py [--sizes 8,1024] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _fleet(folder: Path, count: int) -> str:
+    path = folder / f"bench-{count}.toml"
+    path.write_text(
+        f'name = "bench-{count}"\n[[devices]]\nbackend = "nvidia"\nmodel = "A100-SXM4-40GB"\n'
+        f"count = {count}\n[devices.options]\nmig = true\n"
+    )
+    return str(path)
+
+
+def _backend(spec: str) -> Any:
+    from accelpool_nvidia.backend import NvidiaBackend
+
+    from accelpool.inventory import resolve_fleet
+    from accelpool.spi import BackendContext, SimContext
+
+    fleet = resolve_fleet(spec)
+    assert fleet is not None
+    sim = SimContext(
+        fleet.name, fleet.for_backend("nvidia"), fleet.state(), fleet.state_root() / "nvidia"
+    )
+    backend = NvidiaBackend(BackendContext(name="nvidia", sim=sim))
+    backend.probe()
+    return backend
+
+
+def measure(spec: str, count: int, repeat: int) -> dict[str, float]:
+    import accelpool
+
+    # Give every GPU one MIG partition so the partition walk has something to find
+    # (one state transaction for the whole set-up).
+    setup = _backend(spec)
+    with setup.simulator.batch():
+        for d in setup.devices():
+            setup.create_partition(d, "3g.20gb")
+    setup.close()
+
+    # Every pass starts from a fresh backend (cold caches, as a new process would) and
+    # times only the listing. Small fleets take several passes per sample so each
+    # sample spans about 1,024 GPUs; the best of the samples is kept, as timeit advises.
+    loops = max(1, 1024 // count)
+    list_times, part_times, calls = [], [], []
+    for _ in range(repeat + 1):  # the first sample warms the interpreter and is dropped
+        t_list = t_part = 0.0
+        n_calls = 0
+        for _ in range(loops):
+            backend = _backend(spec)
+            sim = backend.simulator
+            before = sum(sim.calls.values())
+            t0 = time.perf_counter()
+            devices = backend.devices()
+            t1 = time.perf_counter()
+            n_calls += sum(sim.calls.values()) - before
+            parts = sum(len(backend.partitions(d)) for d in devices)
+            t2 = time.perf_counter()
+            assert len(devices) == count and parts == count
+            t_list += t1 - t0
+            t_part += t2 - t1
+            backend.close()
+        list_times.append(t_list / count / loops)
+        part_times.append(t_part / count / loops)
+        calls.append(n_calls / count / loops)
+    list_times, part_times = list_times[1:], part_times[1:]
+    t0 = time.perf_counter()
+    with accelpool.discover(sim=spec, backends=["nvidia"]) as inv:
+        assert len(inv.devices()) == count
+    whole = time.perf_counter() - t0
+    return {
+        "list_per_gpu": min(list_times),
+        "partitions_per_gpu": min(part_times),
+        "calls_per_gpu": statistics.median(calls),
+        "discover_total": whole,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="8,1024")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="accelpool-bench-") as tmp:
+        os.environ["ACCELPOOL_STATE_DIR"] = str(Path(tmp) / "state")
+        os.environ.pop("ACCELPOOL_SIM", None)
+        results = {n: measure(_fleet(Path(tmp), n), n, args.repeat) for n in sizes}
+    print(
+        f"{'GPUs':>6} {'list/GPU':>10} {'partitions/GPU':>15} {'NVML calls/GPU':>15} "
+        f"{'discover() total':>17}"
+    )
+    for n, r in results.items():
+        print(
+            f"{n:>6} {r['list_per_gpu'] * 1e3:>8.3f}ms {r['partitions_per_gpu'] * 1e3:>13.3f}ms "
+            f"{r['calls_per_gpu']:>15.1f} {r['discover_total'] * 1e3:>15.1f}ms"
+        )
+    small, large = results[min(sizes)], results[max(sizes)]
+    ok = True
+    for key, label in (("list_per_gpu", "GPU listing"), ("partitions_per_gpu", "partitions")):
+        ratio = large[key] / small[key]
+        within = 0.5 <= ratio <= 2.0
+        ok &= within
+        print(
+            f"{label}: time per GPU at {max(sizes)} vs {min(sizes)} GPUs = {ratio:.2f}x "
+            f"({'within' if within else 'NOT within'} 2x)"
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
