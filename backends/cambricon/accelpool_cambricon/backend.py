@@ -106,7 +106,11 @@ class CambriconBackend(Backend):
             return SimulatedCndev(self.context.sim, key=self.name)
         from accelpool_cambricon.cndev import CndevLibrary
 
-        return CndevLibrary()
+        # options["library"]: a path to libcndev.so, or an already loaded CDLL-like object.
+        library = self.context.options.get("library")
+        if isinstance(library, str):
+            return CndevLibrary(path=library)
+        return CndevLibrary(lib=library)
 
     @property
     def driver(self) -> CndevDriver:
