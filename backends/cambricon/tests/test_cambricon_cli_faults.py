@@ -88,7 +88,7 @@ def test_onnx_sessions_are_declared_unsupported_with_the_reason(
     assert dev.capabilities.support(accelpool.Capability.SESSION_ONNX) is (
         accelpool.Support.UNSUPPORTED
     )
-    with pytest.raises(accelpool.UnsupportedOperation, match="no Cambricon.*execution provider"):
+    with pytest.raises(accelpool.UnsupportedOperation, match=r"no Cambricon.*execution provider"):
         dev.onnx_placement()
     part = dev.create_partition("1m.4gb")
     with pytest.raises(accelpool.UnsupportedOperation, match="onnxruntime"):

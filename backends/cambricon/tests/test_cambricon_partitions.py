@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -57,7 +58,7 @@ def test_every_mim_profile_fills_to_max_count_without_overlap(
         dev.create_partition(profile)
     spans = sorted((p.placement.start, p.placement.size) for p in made if p.placement)
     assert len(spans) == len(made)
-    for (a, n), (b, _) in zip(spans, spans[1:], strict=False):
+    for (a, n), (b, _) in itertools.pairwise(spans):
         assert a + n <= b  # never overlap
     assert all(s in [(pl.start, pl.size) for pl in dev.profile(profile).placements] for s in spans)
     assert sum(p.memory_bytes for p in made) <= dev.memory_bytes
