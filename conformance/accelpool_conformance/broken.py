@@ -127,9 +127,7 @@ class CapacityNotReturned(Wrapped):
         if partition.native_id in self._ghosts:
             raise NotFound(f"no partition {partition.native_id}: already destroyed")
         self.inner.destroy_partition(partition)
-        device = next(
-            d for d in self.inner.devices() if d.native_id == partition.device_native_id
-        )
+        device = next(d for d in self.inner.devices() if d.native_id == partition.device_native_id)
         start = partition.placement.start if partition.placement else None
         ghost = self.inner.create_partition(device, partition.profile, start)
         self._ghosts.add(ghost.native_id)
@@ -271,14 +269,12 @@ FLAWS: dict[str, Flaw] = {
     f.name: f
     for f in (
         Flaw("overlapping-partitions", OverlappingPartitions, inv.NO_OVERLAP, ("partitions",)),
-        Flaw("capacity-not-returned", CapacityNotReturned, inv.CAPACITY_RETURNS,
-             ("partitions",)),
+        Flaw("capacity-not-returned", CapacityNotReturned, inv.CAPACITY_RETURNS, ("partitions",)),
         Flaw("stale-partitions", StalePartitions, inv.GONE_AFTER_DESTROY, ("partitions",)),
         Flaw("unstable-ids", UnstableIds, inv.IDS_STABLE_CALLS, ("discovery",)),
         Flaw("vendor-exception", VendorExceptionEscapes, inv.VENDOR, ("errors",)),
         Flaw("double-grant", DoubleGrant, inv.DOUBLE_GRANT, ("concurrency",)),
-        Flaw("memory-exceeds-device", MemoryExceedsDevice, inv.WITHIN_DEVICE,
-             ("partitions",)),
+        Flaw("memory-exceeds-device", MemoryExceedsDevice, inv.WITHIN_DEVICE, ("partitions",)),
     )
 }
 

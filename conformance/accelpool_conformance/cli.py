@@ -54,13 +54,23 @@ def register(sub: Any) -> None:
         default=None,
         help="simulated state directory (default with --sim: a fresh temporary one)",
     )
-    p.add_argument("-k", dest="keyword", metavar="EXPR", default=None,
-                   help="run only tests matching this pytest -k expression")
+    p.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        default=None,
+        help="run only tests matching this pytest -k expression",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show pytest's progress")
     p.add_argument("--json", action="store_true", help="print the JSON report to stdout")
     # --sim is the global accelpool option; also accepted after the subcommand.
-    p.add_argument("--sim", dest="conformance_sim", metavar="PRESET|FILE", default=None,
-                   help="simulated fleet (same as the global --sim)")
+    p.add_argument(
+        "--sim",
+        dest="conformance_sim",
+        metavar="PRESET|FILE",
+        default=None,
+        help="simulated fleet (same as the global --sim)",
+    )
     p.set_defaults(func=cmd_conformance)
 
 
@@ -92,6 +102,8 @@ def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
     else:
         sys.stdout.write(markdown(result.report))
         if result.report_path is not None:
-            print(f"\nReport: {result.report_path} (Markdown {result.markdown_path}, "
-                  f"JUnit {result.junit_path})")
+            print(
+                f"\nReport: {result.report_path} (Markdown {result.markdown_path}, "
+                f"JUnit {result.junit_path})"
+            )
     return result.exit_code

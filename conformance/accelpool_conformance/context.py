@@ -19,7 +19,6 @@ from accelpool.types import BackendStatus
 if TYPE_CHECKING:
     from accelpool.inventory import Inventory
     from accelpool.spi import Backend
-
     from accelpool_conformance.expectations import Expectations
     from accelpool_conformance.report import TestResult
 
@@ -58,6 +57,8 @@ class Tuning:
 
     max_examples: int = 25
     step_count: int = 20
+    #: shrink a failing state-machine run to a minimal one (slow: many replays)
+    shrink: bool = False
     processes: int = 3
     threads: int = 12
     worker_timeout: float = 120.0
@@ -94,6 +95,8 @@ class SuiteContext:
     owned: bool = False
     #: run at close(), last first (restore the environment, remove temporary state)
     on_close: list[Callable[[], None]] = field(default_factory=list)
+    #: the partition plan (fixtures.Plan), worked out once before collection
+    plan_cache: Any = None
     _worker_spec: WorkerSpec | None = None
     _worker_problem: str | None = None
 

@@ -14,11 +14,20 @@ from typing import Any
 import pytest
 
 from accelpool.capabilities import Capabilities, Capability
-from accelpool.errors import AccelPoolError, NotFound
+from accelpool.errors import NotFound
 from accelpool.inventory import Inventory
 from accelpool.types import DeviceInfo, PartitionInfo, PartitionProfile
 from accelpool_conformance.context import SuiteContext, Tuning, WorkerSpec
-from accelpool_conformance.invariants import CLEANUP, CheckedBackend, broken, describe
+from accelpool_conformance.invariants import (
+    CAPACITY_RETURNS,
+    CLEANUP,
+    GONE_AFTER_DESTROY,
+    CheckedBackend,
+    broken,
+    check,
+    describe,
+    ids,
+)
 from accelpool_conformance.plugin import CONTEXT_KEY
 
 
@@ -30,12 +39,14 @@ class Plan:
     partitionable: list[DeviceInfo] = field(default_factory=list)
     #: the profiles of the first of them (the checks are parametrized by these)
     profiles: list[PartitionProfile] = field(default_factory=list)
+    #: ``available`` of every profile of each partitionable device, empty
+    initial: dict[str, dict[str, int | None]] = field(default_factory=dict)
     #: why no device can be used, when none can
     problem: str | None = None
 
 
 def plan_of(ctx: SuiteContext) -> Plan:
-    cached: Plan | None = getattr(ctx, "_plan", None)
+    cached: Plan | None = ctx.plan_cache
     if cached is not None:
         return cached
     plan = Plan()
@@ -52,6 +63,7 @@ def plan_of(ctx: SuiteContext) -> Plan:
                     busy += 1
                     continue
                 plan.partitionable.append(d)
+                plan.initial[d.native_id] = {p.name: p.available for p in profiles}
                 if not plan.profiles:
                     plan.profiles = profiles
             if not offered:
@@ -63,7 +75,7 @@ def plan_of(ctx: SuiteContext) -> Plan:
                 )
         except Exception as e:  # the checks themselves report the broken call
             plan.problem = f"listing devices and profiles failed: {describe(e)}"
-    ctx._plan = plan  # type: ignore[attr-defined]
+    ctx.plan_cache = plan
     return plan
 
 
@@ -85,9 +97,7 @@ class Ledger:
         self.backend = backend
         self.live: dict[str, PartitionInfo] = {}
 
-    def create(
-        self, device: DeviceInfo, profile: Any, placement: Any = None
-    ) -> PartitionInfo:
+    def create(self, device: DeviceInfo, profile: Any, placement: Any = None) -> PartitionInfo:
         part = self.backend.create_partition(device, profile, placement)
         self.live[part.native_id] = part
         return part
@@ -115,7 +125,7 @@ class Ledger:
                 problems.append(f"{part.native_id}: {describe(e)}")
             self.live.pop(part.native_id, None)
         if problems:
-            broken(CLEANUP, "destroying partitions left by the check failed: " + "; ".join(problems))
+            broken(CLEANUP, "destroying partitions the check left failed: " + "; ".join(problems))
 
 
 @pytest.fixture(scope="session")
@@ -159,12 +169,36 @@ def plan(suite: SuiteContext) -> Plan:
     return plan_of(suite)
 
 
+def clean(plan: Plan, backend: CheckedBackend, device: DeviceInfo) -> DeviceInfo:
+    """``device``, after checking it is as empty as when the run began.
+
+    Every check destroys what it made, so a device that still lists partitions, or
+    offers less than at first, shows a backend that keeps destroyed partitions.
+    """
+    left = ids(backend.partitions(device))
+    check(
+        not left,
+        GONE_AFTER_DESTROY,
+        f"{device.native_id} still lists {left} after earlier checks destroyed every "
+        "partition they made",
+    )
+    now = {p.name: p.available for p in backend.profiles(device)}
+    first = plan.initial.get(device.native_id)
+    check(
+        first is None or now == first,
+        CAPACITY_RETURNS,
+        f"{device.native_id} offers {now} after earlier checks destroyed every partition "
+        f"they made; at first it offered {first}",
+    )
+    return device
+
+
 @pytest.fixture
 def partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     """An empty device that offers partition profiles."""
     if not plan.partitionable:
         pytest.skip(plan.problem or "no device can be partitioned")
-    return plan.partitionable[0]
+    return clean(plan, backend, plan.partitionable[0])
 
 
 @pytest.fixture
@@ -172,7 +206,7 @@ def second_partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     """Another empty, partitionable device (skips on one-device hosts)."""
     if len(plan.partitionable) < 2:
         pytest.skip("needs two empty partitionable devices; this host has fewer")
-    return plan.partitionable[1]
+    return clean(plan, backend, plan.partitionable[1])
 
 
 @pytest.fixture
@@ -188,4 +222,3 @@ def worker_spec(suite: SuiteContext) -> WorkerSpec:
     if spec is None:
         pytest.skip(problem or "worker processes are not available")
     return spec
-

@@ -82,6 +82,7 @@ SESSION_ENV = "a session's environment names exactly its target"
 ONNX_MATCHES = "ONNX outputs equal the numpy reference"
 
 CLEANUP = "what the suite created can be destroyed"
+SUPPORTED_SUCCEEDS = "a supported operation succeeds where the backend offers it"
 WORKER = "suite worker processes can drive the backend"
 
 #: Partition kinds whose partitions share the device's memory rather than split it
@@ -164,11 +165,13 @@ def check_no_overlap(parts: Sequence[PartitionInfo], where: str) -> None:
     check(
         not pairs,
         NO_OVERLAP,
-        lambda: f"{where}: "
-        + "; ".join(
-            f"{a.native_id} ({a.profile} at {_pl(a)}) overlaps {b.native_id} "
-            f"({b.profile} at {_pl(b)})"
-            for a, b in pairs[:3]
+        lambda: (
+            f"{where}: "
+            + "; ".join(
+                f"{a.native_id} ({a.profile} at {_pl(a)}) overlaps {b.native_id} "
+                f"({b.profile} at {_pl(b)})"
+                for a, b in pairs[:3]
+            )
         ),
     )
 
@@ -221,8 +224,10 @@ def check_one_line(exc: AccelPoolError, what: str) -> None:
 
 # -- the checked view of a backend ---------------------------------------------------
 def _is_seq_of(value: object, cls: type) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str | bytes) and all(
-        isinstance(v, cls) for v in value
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str | bytes)
+        and all(isinstance(v, cls) for v in value)
     )
 
 
@@ -248,8 +253,11 @@ class CheckedBackend:
             broken(VENDOR, f"{what} raised {describe(e)}")
 
     def _typed(self, value: T, ok: bool, what: str, expected: str) -> T:
-        check(ok, SPI_TYPES, f"{what} returned {type(value).__name__} {value!r:.200}, "
-              f"expected {expected}")
+        check(
+            ok,
+            SPI_TYPES,
+            f"{what} returned {type(value).__name__} {value!r:.200}, expected {expected}",
+        )
         return value
 
     def capabilities(self) -> Capabilities:

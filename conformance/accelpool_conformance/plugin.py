@@ -123,4 +123,3 @@ class Injector:
 
     def __repr__(self) -> str:
         return f"<accelpool conformance context for {self.ctx.backend_name}>"
-

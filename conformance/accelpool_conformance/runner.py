@@ -177,6 +177,7 @@ def run(
         "junit_suite_name=accelpool-conformance",
         "-qq" if quiet else "-q",
         "-rN",
+        "--tb=no" if quiet else "--tb=short",
     ]
     if quiet:
         args.append("--no-header")

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from accelpool.capabilities import Support
+from accelpool.errors import AccelPoolError
 from accelpool_conformance.context import SuiteContext
-from accelpool_conformance.invariants import InvariantBroken, describe
+from accelpool_conformance.invariants import SUPPORTED_SUCCEEDS, InvariantBroken, describe
 from accelpool_conformance.report import (
     UNDECLARED_PREFIX,
     UNSUPPORTED_PREFIX,
@@ -53,6 +54,9 @@ def _message(exc: BaseException) -> str:
         text = str(exc)
     elif isinstance(exc, pytest.fail.Exception):
         text = str(exc.msg)
+    elif isinstance(exc, AccelPoolError):
+        # The backend refused a step the check needed (the device was empty and offered it).
+        text = f"invariant {SUPPORTED_SUCCEEDS!r} broken: unexpected {describe(exc)}"
     else:
         text = f"unexpected error: {describe(exc)}"
     notes = [n for n in getattr(exc, "__notes__", []) if isinstance(n, str)]
@@ -71,7 +75,8 @@ class SuitePlugin:
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        keep, drop = [], []
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
         for item in items:
             area = area_of(item)
             (keep if area in self.ctx.areas else drop).append(item)

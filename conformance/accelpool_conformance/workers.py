@@ -84,6 +84,7 @@ class _Worker:
                 f"a worker ({self.job['action']}) exited with status {self.proc.returncode} "
                 f"({stage}): {tail}",
             )
+        assert line is not None  # for mypy: broken() does not return
         answer: dict[str, Any] = json.loads(line)
         return answer
 

@@ -54,16 +54,25 @@ def _check_grants(
 ) -> None:
     natives = [g[0] for g in granted]
     twice = sorted({n for n in natives if natives.count(n) > 1})
-    check(not twice, inv.DOUBLE_GRANT,
-          f"{how}: partition ids {twice} were granted to more than one create")
+    check(
+        not twice,
+        inv.DOUBLE_GRANT,
+        f"{how}: partition ids {twice} were granted to more than one create",
+    )
     placed = [(n, p) for n, p in granted if p is not None]
     for i, (a, pa) in enumerate(placed):
         for b, pb in placed[i + 1 :]:
-            check(not pa.overlaps(pb), inv.DOUBLE_GRANT,
-                  f"{how}: {a} at {pa} and {b} at {pb} were granted the same slots of "
-                  f"{dev.native_id}")
-    check(len(granted) <= capacity, inv.CONCURRENT_CAPACITY,
-          f"{how}: {len(granted)} creates succeeded; only {capacity} fit")
+            check(
+                not pa.overlaps(pb),
+                inv.DOUBLE_GRANT,
+                f"{how}: {a} at {pa} and {b} at {pb} were granted the same slots of "
+                f"{dev.native_id}",
+            )
+    check(
+        len(granted) <= capacity,
+        inv.CONCURRENT_CAPACITY,
+        f"{how}: {len(granted)} creates succeeded; only {capacity} fit",
+    )
 
 
 def test_threads_never_exceed_capacity(
@@ -79,16 +88,21 @@ def test_threads_never_exceed_capacity(
     made: list[PartitionInfo] = []
     for kind, value in results:
         if kind == "ok":
-            check(isinstance(value, PartitionInfo), inv.SPI_TYPES,
-                  f"a racing create returned {value!r}")
+            check(
+                isinstance(value, PartitionInfo),
+                inv.SPI_TYPES,
+                f"a racing create returned {value!r}",
+            )
             made.append(value)
             ledger.adopt(value)
     for kind, value in results:
         if kind == "err" and not isinstance(value, REFUSALS):
             if isinstance(value, AccelPoolError):
-                broken(inv.CONCURRENT_CAPACITY,
-                       f"a create racing {n - 1} others raised {describe(value)}; expected "
-                       "success or InsufficientCapacity")
+                broken(
+                    inv.CONCURRENT_CAPACITY,
+                    f"a create racing {n - 1} others raised {describe(value)}; expected "
+                    "success or InsufficientCapacity",
+                )
             broken(inv.VENDOR, f"a create racing {n - 1} others raised {describe(value)}")
     how = f"{n} threads creating {prof.name} on {dev.native_id} at once"
     _check_grants(dev, [(p.native_id, p.placement) for p in made], capacity, how)
@@ -105,18 +119,27 @@ def test_threads_never_exceed_capacity(
         if kind == "err" and not isinstance(value, NotFound):
             invariant = inv.DESTROYED_ONCE if isinstance(value, AccelPoolError) else inv.VENDOR
             broken(invariant, f"a racing destroy raised {describe(value)}")
-    check(len(wins) == len(made), inv.DESTROYED_ONCE,
-          f"{len(victims)} racing destroys of {len(made)} partitions (one named twice) "
-          f"succeeded {len(wins)} times")
+    check(
+        len(wins) == len(made),
+        inv.DESTROYED_ONCE,
+        f"{len(victims)} racing destroys of {len(made)} partitions (one named twice) "
+        f"succeeded {len(wins)} times",
+    )
     check_listing(backend, dev, [], "after the racing destroys")
-    check(availability(backend, dev) == before, inv.CAPACITY_RETURNS,
-          f"availability before the race {before}, after {availability(backend, dev)}")
+    check(
+        availability(backend, dev) == before,
+        inv.CAPACITY_RETURNS,
+        f"availability before the race {before}, after {availability(backend, dev)}",
+    )
 
 
 @pytest.mark.requires(Capability.PARTITION_DEVICE_SCOPE)
 def test_processes_never_exceed_capacity(
-    backend: CheckedBackend, partition_device: DeviceInfo, ledger: Ledger,
-    worker_spec: WorkerSpec, suite: SuiteContext,
+    backend: CheckedBackend,
+    partition_device: DeviceInfo,
+    ledger: Ledger,
+    worker_spec: WorkerSpec,
+    suite: SuiteContext,
 ) -> None:
     dev = partition_device
     prof = _smallest(backend, dev)
@@ -137,19 +160,27 @@ def test_processes_never_exceed_capacity(
             pl = Placement(*c["placement"]) if c["placement"] else None
             granted.append((c["id"], pl))
         for e in r["errors"]:
-            check(e["type"] in {c.__name__ for c in REFUSALS}, inv.CONCURRENT_CAPACITY,
-                  f"a create racing in another process raised {e['type']}: {e['message']}")
+            check(
+                e["type"] in {c.__name__ for c in REFUSALS},
+                inv.CONCURRENT_CAPACITY,
+                f"a create racing in another process raised {e['type']}: {e['message']}",
+            )
     how = f"{k} processes creating up to {each} x {prof.name} on {dev.native_id} at once"
     _check_grants(dev, granted, capacity, how)
     listed = backend.partitions(dev)
-    check(sorted(p.native_id for p in listed) == sorted(g[0] for g in granted),
-          inv.DOUBLE_GRANT,
-          f"{how}: the workers were granted {sorted(g[0] for g in granted)} but the device "
-          f"lists {inv.ids(listed)}")
+    check(
+        sorted(p.native_id for p in listed) == sorted(g[0] for g in granted),
+        inv.DOUBLE_GRANT,
+        f"{how}: the workers were granted {sorted(g[0] for g in granted)} but the device "
+        f"lists {inv.ids(listed)}",
+    )
     inv.check_no_overlap(listed, how)
     inv.check_within_device(dev, listed, how)
     for p in listed:
         ledger.destroy(p)
-    check(availability(backend, dev) == before, inv.CAPACITY_RETURNS,
-          f"availability before {before}, after destroying the workers' partitions "
-          f"{availability(backend, dev)}")
+    check(
+        availability(backend, dev) == before,
+        inv.CAPACITY_RETURNS,
+        f"availability before {before}, after destroying the workers' partitions "
+        f"{availability(backend, dev)}",
+    )

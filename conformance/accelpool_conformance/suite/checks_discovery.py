@@ -170,7 +170,8 @@ def test_capability_declarations_are_consistent(backend: CheckedBackend) -> None
         "an available backend must declare 'discovery' supported",
     )
     needs_partition = [
-        c for c in (Capability.PARTITION_DEVICE_SCOPE, *PARTITION_KINDS.values())
+        c
+        for c in (Capability.PARTITION_DEVICE_SCOPE, *PARTITION_KINDS.values())
         if caps.supports(c)
     ]
     check(
@@ -196,49 +197,90 @@ def test_profiles_are_consistent_with_their_device(
         profiles = backend.profiles(d)
         empty = not backend.partitions(d)
         names = [p.name for p in profiles]
-        check(len(set(names)) == len(names), inv.PROFILES_CONSISTENT,
-              f"device {d.native_id} lists profile names twice: {names}")
+        check(
+            len(set(names)) == len(names),
+            inv.PROFILES_CONSISTENT,
+            f"device {d.native_id} lists profile names twice: {names}",
+        )
         for p in profiles:
             where = f"device {d.native_id} profile {p.name!r}"
-            check(isinstance(p.name, str) and p.name, inv.PROFILES_CONSISTENT,
-                  f"{where}: the name must be a non-empty string")
-            check(p.kind in inv.KINDS, inv.PROFILES_CONSISTENT,
-                  f"{where}: kind {p.kind!r} is not one of {sorted(inv.KINDS)}")
+            check(
+                isinstance(p.name, str) and p.name,
+                inv.PROFILES_CONSISTENT,
+                f"{where}: the name must be a non-empty string",
+            )
+            check(
+                p.kind in inv.KINDS,
+                inv.PROFILES_CONSISTENT,
+                f"{where}: kind {p.kind!r} is not one of {sorted(inv.KINDS)}",
+            )
             cap = PARTITION_KINDS.get(p.kind)
-            check(cap is None or caps.supports(cap), inv.PROFILES_CONSISTENT,
-                  f"{where}: kind {p.kind} but capability {cap} is not declared supported")
-            check(0 < p.memory_bytes <= d.memory_bytes, inv.PROFILES_CONSISTENT,
-                  f"{where}: {p.memory_bytes} bytes; the device has {d.memory_bytes}")
-            check(0 <= p.compute_units <= d.compute_units, inv.PROFILES_CONSISTENT,
-                  f"{where}: {p.compute_units} compute units; the device has "
-                  f"{d.compute_units}")
-            check(isinstance(p.max_count, int) and p.max_count >= 1, inv.PROFILES_CONSISTENT,
-                  f"{where}: max_count {p.max_count!r} must be at least 1")
+            check(
+                cap is None or caps.supports(cap),
+                inv.PROFILES_CONSISTENT,
+                f"{where}: kind {p.kind} but capability {cap} is not declared supported",
+            )
+            check(
+                0 < p.memory_bytes <= d.memory_bytes,
+                inv.PROFILES_CONSISTENT,
+                f"{where}: {p.memory_bytes} bytes; the device has {d.memory_bytes}",
+            )
+            check(
+                0 <= p.compute_units <= d.compute_units,
+                inv.PROFILES_CONSISTENT,
+                f"{where}: {p.compute_units} compute units; the device has {d.compute_units}",
+            )
+            check(
+                isinstance(p.max_count, int) and p.max_count >= 1,
+                inv.PROFILES_CONSISTENT,
+                f"{where}: max_count {p.max_count!r} must be at least 1",
+            )
             if p.kind not in inv.MEMORY_SHARING_KINDS:
-                check(p.max_count * p.memory_bytes <= d.memory_bytes, inv.PROFILES_CONSISTENT,
-                      f"{where}: max_count {p.max_count} x {p.memory_bytes} bytes exceeds "
-                      f"the device's {d.memory_bytes}")
+                check(
+                    p.max_count * p.memory_bytes <= d.memory_bytes,
+                    inv.PROFILES_CONSISTENT,
+                    f"{where}: max_count {p.max_count} x {p.memory_bytes} bytes exceeds "
+                    f"the device's {d.memory_bytes}",
+                )
             if p.kind not in inv.COMPUTE_SHARING_KINDS:
-                check(p.max_count * p.compute_units <= d.compute_units, inv.PROFILES_CONSISTENT,
-                      f"{where}: max_count {p.max_count} x {p.compute_units} compute units "
-                      f"exceeds the device's {d.compute_units}")
+                check(
+                    p.max_count * p.compute_units <= d.compute_units,
+                    inv.PROFILES_CONSISTENT,
+                    f"{where}: max_count {p.max_count} x {p.compute_units} compute units "
+                    f"exceeds the device's {d.compute_units}",
+                )
             if p.available is not None:
-                check(0 <= p.available <= p.max_count, inv.PROFILES_CONSISTENT,
-                      f"{where}: available {p.available} is outside 0..{p.max_count}")
+                check(
+                    0 <= p.available <= p.max_count,
+                    inv.PROFILES_CONSISTENT,
+                    f"{where}: available {p.available} is outside 0..{p.max_count}",
+                )
                 if empty:
-                    check(p.available == p.max_count, inv.PROFILES_CONSISTENT,
-                          f"{where}: on an empty device available is {p.available}, "
-                          f"max_count {p.max_count}")
+                    check(
+                        p.available == p.max_count,
+                        inv.PROFILES_CONSISTENT,
+                        f"{where}: on an empty device available is {p.available}, "
+                        f"max_count {p.max_count}",
+                    )
             starts = [pl.start for pl in p.placements]
-            check(len(set(starts)) == len(starts), inv.PROFILES_CONSISTENT,
-                  f"{where}: placements repeat a start: {starts}")
+            check(
+                len(set(starts)) == len(starts),
+                inv.PROFILES_CONSISTENT,
+                f"{where}: placements repeat a start: {starts}",
+            )
             for pl in p.placements:
-                check(pl.start >= 0 and pl.size >= 1, inv.PROFILES_CONSISTENT,
-                      f"{where}: placement {pl} must have start >= 0 and size >= 1")
+                check(
+                    pl.start >= 0 and pl.size >= 1,
+                    inv.PROFILES_CONSISTENT,
+                    f"{where}: placement {pl} must have start >= 0 and size >= 1",
+                )
             if p.placements:
-                check(len(p.placements) >= p.max_count, inv.PROFILES_CONSISTENT,
-                      f"{where}: {len(p.placements)} placements cannot hold max_count "
-                      f"{p.max_count} partitions")
+                check(
+                    len(p.placements) >= p.max_count,
+                    inv.PROFILES_CONSISTENT,
+                    f"{where}: {len(p.placements)} placements cannot hold max_count "
+                    f"{p.max_count} partitions",
+                )
 
 
 @pytest.mark.requires(Capability.PARTITION)
@@ -247,11 +289,16 @@ def test_partitions_report_their_own_device(
 ) -> None:
     for d in devices:
         for p in backend.partitions(d):
-            check(p.device_native_id == d.native_id, inv.PARTITIONS_OWN_DEVICE,
-                  f"partitions({d.native_id}) lists {p.native_id} of device "
-                  f"{p.device_native_id}")
-            check(p.scope in ("device", "process"), inv.SPI_TYPES,
-                  f"partition {p.native_id} has scope {p.scope!r}")
+            check(
+                p.device_native_id == d.native_id,
+                inv.PARTITIONS_OWN_DEVICE,
+                f"partitions({d.native_id}) lists {p.native_id} of device {p.device_native_id}",
+            )
+            check(
+                p.scope in ("device", "process"),
+                inv.SPI_TYPES,
+                f"partition {p.native_id} has scope {p.scope!r}",
+            )
 
 
 @pytest.mark.requires(Capability.TELEMETRY)
@@ -259,19 +306,40 @@ def test_telemetry_is_honest(backend: CheckedBackend, devices: list[DeviceInfo])
     for d in devices:
         t = backend.telemetry(d)
         where = f"telemetry({d.native_id})"
-        for name in ("memory_used_bytes", "memory_total_bytes", "utilization_percent",
-                     "temperature_c", "power_w"):
+        for name in (
+            "memory_used_bytes",
+            "memory_total_bytes",
+            "utilization_percent",
+            "temperature_c",
+            "power_w",
+        ):
             v = getattr(t, name)
-            check(v is None or (isinstance(v, int | float) and not isinstance(v, bool)
-                                and math.isfinite(v) and v >= (-60 if name == "temperature_c"
-                                                               else 0)),
-                  inv.TELEMETRY_HONEST, f"{where}: {name} is {v!r}")
+            check(
+                v is None
+                or (
+                    isinstance(v, int | float)
+                    and not isinstance(v, bool)
+                    and math.isfinite(v)
+                    and v >= (-60 if name == "temperature_c" else 0)
+                ),
+                inv.TELEMETRY_HONEST,
+                f"{where}: {name} is {v!r}",
+            )
         if t.memory_total_bytes is not None:
-            check(t.memory_total_bytes > 0, inv.TELEMETRY_HONEST,
-                  f"{where}: total memory {t.memory_total_bytes}")
+            check(
+                t.memory_total_bytes > 0,
+                inv.TELEMETRY_HONEST,
+                f"{where}: total memory {t.memory_total_bytes}",
+            )
         if t.memory_used_bytes is not None and t.memory_total_bytes is not None:
-            check(t.memory_used_bytes <= t.memory_total_bytes, inv.TELEMETRY_HONEST,
-                  f"{where}: {t.memory_used_bytes} bytes used of {t.memory_total_bytes}")
+            check(
+                t.memory_used_bytes <= t.memory_total_bytes,
+                inv.TELEMETRY_HONEST,
+                f"{where}: {t.memory_used_bytes} bytes used of {t.memory_total_bytes}",
+            )
         if t.utilization_percent is not None:
-            check(t.utilization_percent <= 100, inv.TELEMETRY_HONEST,
-                  f"{where}: utilisation {t.utilization_percent}%")
+            check(
+                t.utilization_percent <= 100,
+                inv.TELEMETRY_HONEST,
+                f"{where}: utilisation {t.utilization_percent}%",
+            )

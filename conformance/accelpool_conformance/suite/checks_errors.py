@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -18,24 +19,32 @@ GHOST_ID = "accelpool-conformance-no-such-thing"
 
 def _ghost_device() -> DeviceInfo:
     return DeviceInfo(
-        native_id=GHOST_ID, index=9999, vendor="none", model="none", memory_bytes=1,
+        native_id=GHOST_ID,
+        index=9999,
+        vendor="none",
+        model="none",
+        memory_bytes=1,
         compute_units=1,
     )
 
 
 def _ghost_partition(device: DeviceInfo) -> PartitionInfo:
     return PartitionInfo(
-        native_id=GHOST_ID, device_native_id=device.native_id, profile="none", kind="mig",
-        memory_bytes=1, compute_units=1, placement=Placement(0, 1), scope="device",
+        native_id=GHOST_ID,
+        device_native_id=device.native_id,
+        profile="none",
+        kind="mig",
+        memory_bytes=1,
+        compute_units=1,
+        placement=Placement(0, 1),
+        scope="device",
     )
 
 
 def _tolerate_accelpool_errors(what: str, fn: Callable[[], object]) -> None:
     """Any accelpool error, or a value, is fine; CheckedBackend fails on anything else."""
-    try:
+    with contextlib.suppress(AccelPoolError):
         fn()
-    except AccelPoolError:
-        pass
 
 
 def test_no_vendor_exception_escapes(
@@ -47,10 +56,14 @@ def test_no_vendor_exception_escapes(
         ("profiles of an unknown device", lambda: backend.profiles(ghost)),
         ("partitions of an unknown device", lambda: backend.partitions(ghost)),
         ("create on an unknown device", lambda: backend.create_partition(ghost, "x")),
-        ("destroy of an unknown partition",
-         lambda: backend.destroy_partition(_ghost_partition(ghost))),
-        ("destroy of an unknown partition of a real device",
-         lambda: backend.destroy_partition(_ghost_partition(real))),
+        (
+            "destroy of an unknown partition",
+            lambda: backend.destroy_partition(_ghost_partition(ghost)),
+        ),
+        (
+            "destroy of an unknown partition of a real device",
+            lambda: backend.destroy_partition(_ghost_partition(real)),
+        ),
         ("telemetry of an unknown device", lambda: backend.telemetry(ghost)),
         ("visibility of no target", lambda: backend.visibility_env([])),
         ("visibility of an unknown device", lambda: backend.visibility_env([ghost])),
@@ -67,12 +80,17 @@ def test_unknown_profile_gives_invalid_request(
     before = inv.ids(backend.partitions(partition_device))
     for bad in ("accelpool-conformance-no-such-profile", ""):
         expect_error(
-            inv.INVALID_REQUEST, InvalidRequest, f"create_partition with profile {bad!r}",
-            lambda bad=bad: ledger.create(partition_device, bad),  # type: ignore[misc]
+            inv.INVALID_REQUEST,
+            InvalidRequest,
+            f"create_partition with profile {bad!r}",
+            lambda bad=bad: ledger.create(partition_device, bad),
         )
     after = inv.ids(backend.partitions(partition_device))
-    check(after == before, inv.INVALID_REQUEST,
-          f"a refused create left partitions behind: {sorted(set(after) - set(before))}")
+    check(
+        after == before,
+        inv.INVALID_REQUEST,
+        f"a refused create left partitions behind: {sorted(set(after) - set(before))}",
+    )
 
 
 @pytest.mark.requires(Capability.PARTITION)
@@ -80,14 +98,18 @@ def test_wrong_types_give_invalid_request(
     backend: CheckedBackend, partition_device: DeviceInfo, ledger: Ledger
 ) -> None:
     profile = backend.profiles(partition_device)[0]
-    cases: list[tuple[object, object]] = [(None, None), (42, None), (profile.name, "0"),
-                                          (profile.name, 1.5)]
+    cases: list[tuple[object, object]] = [
+        (None, None),
+        (42, None),
+        (profile.name, "0"),
+        (profile.name, 1.5),
+    ]
     for prof, placement in cases:
         expect_error(
-            inv.INVALID_REQUEST, InvalidRequest,
+            inv.INVALID_REQUEST,
+            InvalidRequest,
             f"create_partition(profile={prof!r}, placement={placement!r})",
-            lambda prof=prof, placement=placement: ledger.create(  # type: ignore[misc]
-                partition_device, prof, placement),
+            lambda prof=prof, placement=placement: ledger.create(partition_device, prof, placement),
         )
 
 
@@ -99,24 +121,27 @@ def test_bad_placement_gives_invalid_request(
     every_start = {pl.start for p in profiles for pl in p.placements}
     beyond = max(every_start, default=0) + 1_000_000
     for p in profiles:
-        expect_error(inv.INVALID_REQUEST, InvalidRequest,
-                     f"create_partition({p.name}, placement=-1)",
-                     lambda p=p: ledger.create(partition_device, p.name, -1))  # type: ignore[misc]
+        expect_error(
+            inv.INVALID_REQUEST,
+            InvalidRequest,
+            f"create_partition({p.name}, placement=-1)",
+            lambda p=p: ledger.create(partition_device, p.name, -1),
+        )
         if p.placements:
             expect_error(
-                inv.INVALID_REQUEST, InvalidRequest,
+                inv.INVALID_REQUEST,
+                InvalidRequest,
                 f"create_partition({p.name}, placement={beyond}) (not a placement it offers)",
-                lambda p=p: ledger.create(partition_device, p.name, beyond),  # type: ignore[misc]
+                lambda p=p: ledger.create(partition_device, p.name, beyond),
             )
             starts = {pl.start for pl in p.placements}
             odd = next(s for s in range(max(starts) + 2) if s not in starts)
             if odd < max(starts):
                 expect_error(
-                    inv.INVALID_REQUEST, InvalidRequest,
-                    f"create_partition({p.name}, placement={odd}) "
-                    f"(offered: {sorted(starts)})",
-                    lambda p=p, odd=odd: ledger.create(  # type: ignore[misc]
-                        partition_device, p.name, odd),
+                    inv.INVALID_REQUEST,
+                    InvalidRequest,
+                    f"create_partition({p.name}, placement={odd}) (offered: {sorted(starts)})",
+                    lambda p=p, odd=odd: ledger.create(partition_device, p.name, odd),
                 )
 
 
@@ -125,7 +150,9 @@ def test_unknown_partition_gives_not_found(
     backend: CheckedBackend, partition_device: DeviceInfo
 ) -> None:
     expect_error(
-        inv.UNKNOWN_NOT_FOUND, NotFound, "destroy_partition of a partition that never existed",
+        inv.UNKNOWN_NOT_FOUND,
+        NotFound,
+        "destroy_partition of a partition that never existed",
         lambda: backend.destroy_partition(_ghost_partition(partition_device)),
     )
 
@@ -145,16 +172,22 @@ def test_unsupported_operations_raise_unsupported_operation(
     }
     for cap, op in ops.items():
         if caps.support(cap) is Support.UNSUPPORTED:
-            expect_error(inv.UNSUPPORTED_RAISES, UnsupportedOperation,
-                         f"{cap} is declared unsupported, but calling it", op)
+            expect_error(
+                inv.UNSUPPORTED_RAISES,
+                UnsupportedOperation,
+                f"{cap} is declared unsupported, but calling it",
+                op,
+            )
     if caps.support(Capability.FAULT_INJECTION) is Support.UNSUPPORTED:
         try:
-            expect_error(inv.UNSUPPORTED_RAISES, UnsupportedOperation,
-                         "fault-injection is declared unsupported, but inject_fault",
-                         lambda: backend.inject_fault("device-lost", d))
+            expect_error(
+                inv.UNSUPPORTED_RAISES,
+                UnsupportedOperation,
+                "fault-injection is declared unsupported, but inject_fault",
+                lambda: backend.inject_fault("device-lost", d),
+            )
         except AssertionError:
-            try:  # it did inject something: undo it before failing
+            # It did inject something: undo it; the failure above is what gets reported.
+            with contextlib.suppress(Exception):
                 backend.raw.clear_faults()
-            except Exception:  # the failure above is what gets reported
-                pass
             raise

@@ -47,14 +47,18 @@ def test_device_lost_gives_device_lost(
             ("profiles()", lambda: backend.profiles(dev)),
         ]
         if profile is not None:
-            calls.append(("create_partition()",
-                          lambda: backend.create_partition(dev, profile.name)))
+            calls.append(
+                ("create_partition()", lambda: backend.create_partition(dev, profile.name))
+            )
         if part is not None:
             calls.append(("destroy_partition()", lambda: backend.destroy_partition(part)))
     if caps.supports(Capability.TELEMETRY):
         calls.append(("telemetry()", lambda: backend.telemetry(dev)))
-    check(calls, inv.DEVICE_LOST,
-          "the backend injects faults but supports no operation on a device to test them with")
+    check(
+        calls,
+        inv.DEVICE_LOST,
+        "the backend injects faults but supports no operation on a device to test them with",
+    )
     for what, fn in calls:
         expect_error(inv.DEVICE_LOST, DeviceLost, f"{what} on lost device {dev.native_id}", fn)
     for other in others[:2]:
@@ -65,8 +69,10 @@ def test_device_lost_gives_device_lost(
             if caps.supports(Capability.TELEMETRY):
                 backend.telemetry(other)
         except AccelPoolError as e:
-            inv.broken(inv.LOST_ISOLATED,
-                       f"with {dev.native_id} lost, device {other.native_id} fails: {describe(e)}")
+            inv.broken(
+                inv.LOST_ISOLATED,
+                f"with {dev.native_id} lost, device {other.native_id} fails: {describe(e)}",
+            )
     backend.clear_faults()
     if caps.supports(Capability.PARTITION):
         backend.partitions(dev)  # answers again once the fault is cleared
@@ -82,15 +88,24 @@ def test_create_failing_midway_leaves_nothing_behind(
     before_ids = inv.ids(backend.partitions(dev))
     before = availability(backend, dev)
     backend.inject_fault("create-fails-midway", dev)
-    expect_error(inv.MIDWAY, AccelPoolError,
-                 f"create_partition({prof.name}) with a create-fails-midway fault",
-                 lambda: ledger.create(dev, prof.name))
+    expect_error(
+        inv.MIDWAY,
+        AccelPoolError,
+        f"create_partition({prof.name}) with a create-fails-midway fault",
+        lambda: ledger.create(dev, prof.name),
+    )
     backend.clear_faults()
     after_ids = inv.ids(backend.partitions(dev))
-    check(after_ids == before_ids, inv.MIDWAY,
-          f"partitions before {before_ids}, after the failed create {after_ids}")
+    check(
+        after_ids == before_ids,
+        inv.MIDWAY,
+        f"partitions before {before_ids}, after the failed create {after_ids}",
+    )
     after = availability(backend, dev)
-    check(after == before, inv.MIDWAY,
-          f"availability before {before}, after the failed create {after}")
+    check(
+        after == before,
+        inv.MIDWAY,
+        f"availability before {before}, after the failed create {after}",
+    )
     part = ledger.create(dev, prof.name)  # and the device is usable again
     ledger.destroy(part)

@@ -55,15 +55,21 @@ def test_capacity_falls_and_comes_back(
     part = ledger.create(dev, profile)
     during = availability(backend, dev)
     check(
-        during[profile] is not None and during[profile] < before[profile],  # type: ignore[operator]
+        during[profile] is not None and during[profile] < before[profile],
         inv.CAPACITY_FALLS,
         f"{profile} available was {before[profile]} and is {during[profile]} after creating "
         f"{part.native_id}",
     )
-    grown = {n: (before[n], v) for n, v in during.items()
-             if v is not None and before.get(n) is not None and v > before[n]}  # type: ignore[operator]
-    check(not grown, inv.CAPACITY_FALLS,
-          f"creating {part.native_id} raised the availability of {grown}")
+    grown = {
+        n: (before[n], v)
+        for n, v in during.items()
+        if v is not None and before.get(n) is not None and v > before[n]
+    }
+    check(
+        not grown,
+        inv.CAPACITY_FALLS,
+        f"creating {part.native_id} raised the availability of {grown}",
+    )
     ledger.destroy(part)
     after = availability(backend, dev)
     check(
@@ -74,7 +80,10 @@ def test_capacity_falls_and_comes_back(
 
 
 def test_exhaustion_gives_insufficient_capacity(
-    backend: CheckedBackend, partition_device: DeviceInfo, profile: str, ledger: Ledger,
+    backend: CheckedBackend,
+    partition_device: DeviceInfo,
+    profile: str,
+    ledger: Ledger,
     suite: SuiteContext,
 ) -> None:
     dev = partition_device
@@ -90,24 +99,39 @@ def test_exhaustion_gives_insufficient_capacity(
             refusal = e
             break
         except AccelPoolError as e:
-            inv.broken(inv.EXHAUSTION, f"create #{len(made) + 1} of {profile} raised "
-                       f"{describe(e)}, expected InsufficientCapacity once full")
+            inv.broken(
+                inv.EXHAUSTION,
+                f"create #{len(made) + 1} of {profile} raised "
+                f"{describe(e)}, expected InsufficientCapacity once full",
+            )
     if prof.max_count > suite.tuning.max_creates and refusal is None:
         pytest.skip(f"max_count {prof.max_count} exceeds the suite's bound of creates")
-    check(refusal is not None, inv.EXHAUSTION,
-          f"{len(made)} creates of {profile} succeeded; max_count is {prof.max_count}")
-    check(len(made) == prof.max_count, inv.MAX_COUNT,
-          f"{len(made)} partitions of {profile} fit on empty device {dev.native_id}; "
-          f"the profile says max_count {prof.max_count}")
+    check(
+        refusal is not None,
+        inv.EXHAUSTION,
+        f"{len(made)} creates of {profile} succeeded; max_count is {prof.max_count}",
+    )
+    check(
+        len(made) == prof.max_count,
+        inv.MAX_COUNT,
+        f"{len(made)} partitions of {profile} fit on empty device {dev.native_id}; "
+        f"the profile says max_count {prof.max_count}",
+    )
     check_listing(backend, dev, made, f"with {len(made)} partitions of {profile}")
     left = backend.profile(dev, profile).available
-    check(left in (None, 0), inv.AVAILABLE_HONEST,
-          f"{profile} reports {left} available after create was refused")
+    check(
+        left in (None, 0),
+        inv.AVAILABLE_HONEST,
+        f"{profile} reports {left} available after create was refused",
+    )
     destroy_all(ledger, made)
     check_listing(backend, dev, [], "after destroying them all")
     after = availability(backend, dev)
-    check(after == before, inv.CAPACITY_RETURNS,
-          f"availability before filling {before}, after emptying again {after}")
+    check(
+        after == before,
+        inv.CAPACITY_RETURNS,
+        f"availability before filling {before}, after emptying again {after}",
+    )
 
 
 def _orders(backend: CheckedBackend, dev: DeviceInfo) -> dict[str, list[PartitionProfile]]:
@@ -135,8 +159,9 @@ def test_partitions_never_exceed_the_device(
     for order, profiles in _orders(backend, dev).items():
         made = fill(ledger, dev, profiles, suite.tuning.max_creates)
         inv.check_within_device(dev, made, f"device {dev.native_id} filled {order}")
-        inv.check_within_device(dev, backend.partitions(dev),
-                                f"partitions() of {dev.native_id} filled {order}")
+        inv.check_within_device(
+            dev, backend.partitions(dev), f"partitions() of {dev.native_id} filled {order}"
+        )
         destroy_all(ledger, made)
 
 
@@ -145,8 +170,12 @@ def test_destroying_twice_gives_not_found(
 ) -> None:
     part = ledger.create(partition_device, profile)
     ledger.destroy(part)
-    expect_error(inv.DESTROY_TWICE, NotFound, f"destroying {part.native_id} a second time",
-                 lambda: backend.destroy_partition(part))
+    expect_error(
+        inv.DESTROY_TWICE,
+        NotFound,
+        f"destroying {part.native_id} a second time",
+        lambda: backend.destroy_partition(part),
+    )
 
 
 def test_partition_ids_are_unique(
@@ -157,18 +186,26 @@ def test_partition_ids_are_unique(
     made = fill(ledger, dev, [smallest], min(smallest.max_count, 8))
     check_listing(backend, dev, made, f"with {len(made)} partitions of {smallest.name}")
     natives = [p.native_id for p in made]
-    check(len(set(natives)) == len(natives), inv.PARTITION_IDS_UNIQUE,
-          f"creates returned ids {natives}")
+    check(
+        len(set(natives)) == len(natives),
+        inv.PARTITION_IDS_UNIQUE,
+        f"creates returned ids {natives}",
+    )
     if len(made) > 1:  # an id freed by a destroy may come back, but never twice at once
         ledger.destroy(made[0])
         again = ledger.create(dev, smallest.name)
         live = [p.native_id for p in made[1:]]
-        check(again.native_id not in live, inv.PARTITION_IDS_UNIQUE,
-              f"a new partition got id {again.native_id}, held by a live partition")
+        check(
+            again.native_id not in live,
+            inv.PARTITION_IDS_UNIQUE,
+            f"a new partition got id {again.native_id}, held by a live partition",
+        )
 
 
 def test_partitions_of_one_device_leave_others_alone(
-    backend: CheckedBackend, partition_device: DeviceInfo, second_partition_device: DeviceInfo,
+    backend: CheckedBackend,
+    partition_device: DeviceInfo,
+    second_partition_device: DeviceInfo,
     ledger: Ledger,
 ) -> None:
     a, b = partition_device, second_partition_device
@@ -177,14 +214,20 @@ def test_partitions_of_one_device_leave_others_alone(
     made = fill(ledger, a, [smallest], 4)
     on_b = ledger.create(b, smallest.name)
     natives = [p.native_id for p in made]
-    check(on_b.native_id not in natives, inv.PARTITION_IDS_UNIQUE,
-          f"partition {on_b.native_id} of {b.native_id} has the id of one on {a.native_id}")
+    check(
+        on_b.native_id not in natives,
+        inv.PARTITION_IDS_UNIQUE,
+        f"partition {on_b.native_id} of {b.native_id} has the id of one on {a.native_id}",
+    )
     check_listing(backend, a, made, f"after creating {on_b.native_id} on {b.native_id}")
     ledger.destroy(on_b)
     b_after = (inv.ids(backend.partitions(b)), availability(backend, b))
-    check(b_after == b_before, inv.DEVICES_INDEPENDENT,
-          f"device {b.native_id} went from {b_before} to {b_after} while {a.native_id} was "
-          "partitioned")
+    check(
+        b_after == b_before,
+        inv.DEVICES_INDEPENDENT,
+        f"device {b.native_id} went from {b_before} to {b_after} while {a.native_id} was "
+        "partitioned",
+    )
 
 
 def test_requested_placement_is_honoured(
@@ -209,9 +252,12 @@ def test_occupied_placement_is_refused(
         pytest.skip(f"profile {profile} offers no placements to request")
     start = prof.placements[-1].start
     first = ledger.create(dev, profile, start)
-    expect_error(inv.OCCUPIED_REFUSED, InsufficientCapacity,
-                 f"creating {profile} at placement {start}, held by {first.native_id}",
-                 lambda: ledger.create(dev, profile, start))
+    expect_error(
+        inv.OCCUPIED_REFUSED,
+        InsufficientCapacity,
+        f"creating {profile} at placement {start}, held by {first.native_id}",
+        lambda: ledger.create(dev, profile, start),
+    )
     check_listing(backend, dev, [first], "after the refused create")
 
 
@@ -222,40 +268,62 @@ def test_partition_scope_matches_capability(
     part = ledger.create(partition_device, prof.name)
     check_created(backend, part, partition_device, prof)
     for listed in backend.partitions(partition_device):
-        check_created(backend, listed, partition_device,
-                      backend.profile(partition_device, listed.profile))
+        check_created(
+            backend, listed, partition_device, backend.profile(partition_device, listed.profile)
+        )
 
 
 @pytest.mark.requires(Capability.PARTITION_DEVICE_SCOPE)
 def test_device_scope_partitions_are_shared_across_processes(
-    backend: CheckedBackend, partition_device: DeviceInfo, ledger: Ledger,
-    worker_spec: WorkerSpec, suite: SuiteContext,
+    backend: CheckedBackend,
+    partition_device: DeviceInfo,
+    ledger: Ledger,
+    worker_spec: WorkerSpec,
+    suite: SuiteContext,
 ) -> None:
     dev = partition_device
     smallest = min(backend.profiles(dev), key=lambda p: (p.memory_bytes, p.compute_units))
     mine = ledger.create(dev, smallest.name)
     timeout = suite.tuning.worker_timeout
-    (seen,) = run_workers(worker_spec, [{"action": "partitions", "device": dev.native_id}],
-                          timeout)
-    check(isinstance(seen, list) and mine.native_id in [p["id"] for p in seen],
-          inv.SHARED_ACROSS_PROCESSES,
-          f"another process lists {seen} on {dev.native_id}, without {mine.native_id}")
-    (made,) = run_workers(worker_spec, [{"action": "create", "device": dev.native_id,
-                                         "profile": smallest.name, "count": 1}], timeout)
-    check(isinstance(made, dict) and len(made.get("created", [])) == 1,
-          inv.SHARED_ACROSS_PROCESSES, f"another process could not create {smallest.name}: "
-          f"{made}")
+    (seen,) = run_workers(worker_spec, [{"action": "partitions", "device": dev.native_id}], timeout)
+    check(
+        isinstance(seen, list) and mine.native_id in [p["id"] for p in seen],
+        inv.SHARED_ACROSS_PROCESSES,
+        f"another process lists {seen} on {dev.native_id}, without {mine.native_id}",
+    )
+    (made,) = run_workers(
+        worker_spec,
+        [{"action": "create", "device": dev.native_id, "profile": smallest.name, "count": 1}],
+        timeout,
+    )
+    check(
+        isinstance(made, dict) and len(made.get("created", [])) == 1,
+        inv.SHARED_ACROSS_PROCESSES,
+        f"another process could not create {smallest.name}: {made}",
+    )
     theirs = made["created"][0]["id"]
     listed = backend.partitions(dev)
     for p in listed:
         if p.native_id == theirs:
             ledger.adopt(p)
-    check(theirs in [p.native_id for p in listed], inv.SHARED_ACROSS_PROCESSES,
-          f"a partition {theirs} made by another process is not listed here")
-    (gone,) = run_workers(worker_spec, [{"action": "destroy", "device": dev.native_id,
-                                         "partition": mine.native_id}], timeout)
-    check(gone is True, inv.SHARED_ACROSS_PROCESSES,
-          f"another process could not destroy {mine.native_id}: {gone}")
+    check(
+        theirs in [p.native_id for p in listed],
+        inv.SHARED_ACROSS_PROCESSES,
+        f"a partition {theirs} made by another process is not listed here",
+    )
+    (gone,) = run_workers(
+        worker_spec,
+        [{"action": "destroy", "device": dev.native_id, "partition": mine.native_id}],
+        timeout,
+    )
+    check(
+        gone is True,
+        inv.SHARED_ACROSS_PROCESSES,
+        f"another process could not destroy {mine.native_id}: {gone}",
+    )
     ledger.forget(mine)
-    check(mine.native_id not in inv.ids(backend.partitions(dev)), inv.SHARED_ACROSS_PROCESSES,
-          f"{mine.native_id}, destroyed by another process, is still listed here")
+    check(
+        mine.native_id not in inv.ids(backend.partitions(dev)),
+        inv.SHARED_ACROSS_PROCESSES,
+        f"{mine.native_id}, destroyed by another process, is still listed here",
+    )

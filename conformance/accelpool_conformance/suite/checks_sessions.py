@@ -78,28 +78,43 @@ def test_visibility_env_names_exactly_the_target(
             continue
         env = envs[t.native_id]
         check(env, inv.VISIBILITY, f"visibility_env([{t.native_id}]) is empty")
-        check(backend.visibility_env([t]) == env, inv.VISIBILITY,
-              f"visibility_env([{t.native_id}]) changes between calls")
+        check(
+            backend.visibility_env([t]) == env,
+            inv.VISIBILITY,
+            f"visibility_env([{t.native_id}]) changes between calls",
+        )
         for var, tokens in _list_vars(env).items():
-            check(len(tokens) == 1, inv.VISIBILITY,
-                  f"visibility_env([{t.native_id}]) sets {var}={env[var]!r}: one target, "
-                  f"{len(tokens)} entries")
+            check(
+                len(tokens) == 1,
+                inv.VISIBILITY,
+                f"visibility_env([{t.native_id}]) sets {var}={env[var]!r}: one target, "
+                f"{len(tokens)} entries",
+            )
             others = sorted((ids - {t.native_id}) & set(tokens))
-            check(not others, inv.VISIBILITY,
-                  f"visibility_env([{t.native_id}]) names other targets {others} in {var}")
+            check(
+                not others,
+                inv.VISIBILITY,
+                f"visibility_env([{t.native_id}]) names other targets {others} in {var}",
+            )
     seen: dict[tuple[tuple[str, str], ...], str] = {}
     for d in devices:
         if d.native_id in envs:
             key = tuple(sorted(envs[d.native_id].items()))
-            check(key not in seen, inv.VISIBILITY,
-                  f"devices {seen.get(key)} and {d.native_id} get the same environment {key}")
+            check(
+                key not in seen,
+                inv.VISIBILITY,
+                f"devices {seen.get(key)} and {d.native_id} get the same environment {key}",
+            )
             seen[key] = d.native_id
     if small_partition is not None and small_partition.native_id in envs:
         parent = next(d for d in devices if d.native_id == small_partition.device_native_id)
         if small_partition.compute_units < parent.compute_units and parent.native_id in envs:
-            check(envs[small_partition.native_id] != envs[parent.native_id], inv.VISIBILITY,
-                  f"partition {small_partition.native_id} gets its whole device's environment "
-                  f"{envs[parent.native_id]}")
+            check(
+                envs[small_partition.native_id] != envs[parent.native_id],
+                inv.VISIBILITY,
+                f"partition {small_partition.native_id} gets its whole device's environment "
+                f"{envs[parent.native_id]}",
+            )
     pair = [d for d in devices if d.native_id in envs][:2]
     if len(pair) == 2:
         try:
@@ -110,9 +125,12 @@ def test_visibility_env_names_exactly_the_target(
         two = {k: set(v) for k, v in _list_vars(envs[pair[1].native_id]).items()}
         for var, tokens in _list_vars(both).items():
             if var in one and var in two:
-                check(set(tokens) == one[var] | two[var], inv.VISIBILITY,
-                      f"visibility_env of {pair[0].native_id} and {pair[1].native_id} sets "
-                      f"{var}={both[var]!r}; alone they set {one[var]} and {two[var]}")
+                check(
+                    set(tokens) == one[var] | two[var],
+                    inv.VISIBILITY,
+                    f"visibility_env of {pair[0].native_id} and {pair[1].native_id} sets "
+                    f"{var}={both[var]!r}; alone they set {one[var]} and {two[var]}",
+                )
 
 
 @pytest.fixture
@@ -169,15 +187,21 @@ def _simulated(suite: SuiteContext) -> bool:
 
 @pytest.mark.requires(Capability.SESSION_ONNX)
 def test_onnx_outputs_equal_the_numpy_reference(
-    suite: SuiteContext, backend: CheckedBackend, inventory: Inventory,
-    devices: list[DeviceInfo], small_partition: PartitionInfo | None,
+    suite: SuiteContext,
+    backend: CheckedBackend,
+    inventory: Inventory,
+    devices: list[DeviceInfo],
+    small_partition: PartitionInfo | None,
     model_file: tuple[Path, dict[str, np.ndarray], np.ndarray],
 ) -> None:
     session = _session_api()
     path, feeds, want = model_file
     targets = _runnable(backend, [*devices, *([small_partition] if small_partition else [])])
-    check(targets, inv.ONNX_MATCHES,
-          "session.onnx is declared supported but every target refuses onnx_placement")
+    check(
+        targets,
+        inv.ONNX_MATCHES,
+        "session.onnx is declared supported but every target refuses onnx_placement",
+    )
     exp = suite.expectations
     rtol, atol = (exp.rtol, exp.atol) if exp else (1e-4, 1e-5)
     # Under simulation there is no accelerator: the CPU stands in for its provider.
@@ -191,26 +215,35 @@ def test_onnx_outputs_equal_the_numpy_reference(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                with session.open_session(handle, isolate=isolate,
-                                          allow_fallback=fallback) as s:
+                with session.open_session(handle, isolate=isolate, allow_fallback=fallback) as s:
                     got = s.run(path, feeds)
         except AccelPoolError as e:
-            inv.broken(inv.ONNX_MATCHES, f"running the model on {handle.id} ({mode}) raised "
-                       f"{describe(e)}")
-        check(set(got) == {"y"}, inv.ONNX_MATCHES,
-              f"{handle.id} ({mode}) returned outputs {sorted(got)}, expected ['y']")
+            inv.broken(
+                inv.ONNX_MATCHES, f"running the model on {handle.id} ({mode}) raised {describe(e)}"
+            )
+        check(
+            set(got) == {"y"},
+            inv.ONNX_MATCHES,
+            f"{handle.id} ({mode}) returned outputs {sorted(got)}, expected ['y']",
+        )
         y = np.asarray(got["y"])
-        check(y.shape == want.shape and np.allclose(y, want, rtol=rtol, atol=atol),
-              inv.ONNX_MATCHES,
-              f"{handle.id} ({mode}): max difference {float(np.max(np.abs(y - want))):.3g} "
-              f"from numpy (rtol {rtol}, atol {atol})" if y.shape == want.shape else
-              f"{handle.id} ({mode}): output shape {y.shape}, expected {want.shape}")
+        check(
+            y.shape == want.shape and np.allclose(y, want, rtol=rtol, atol=atol),
+            inv.ONNX_MATCHES,
+            f"{handle.id} ({mode}): max difference {float(np.max(np.abs(y - want))):.3g} "
+            f"from numpy (rtol {rtol}, atol {atol})"
+            if y.shape == want.shape
+            else f"{handle.id} ({mode}): output shape {y.shape}, expected {want.shape}",
+        )
 
 
 @pytest.mark.requires(Capability.SESSION_ONNX, Capability.VISIBILITY)
 def test_session_environment_names_exactly_its_target(
-    suite: SuiteContext, backend: CheckedBackend, inventory: Inventory,
-    devices: list[DeviceInfo], small_partition: PartitionInfo | None,
+    suite: SuiteContext,
+    backend: CheckedBackend,
+    inventory: Inventory,
+    devices: list[DeviceInfo],
+    small_partition: PartitionInfo | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     session = _session_api()
@@ -225,15 +258,26 @@ def test_session_environment_names_exactly_its_target(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with session.open_session(handle, isolate=True, allow_fallback=True) as s:
-            check(dict(s.env) == want, inv.SESSION_ENV,
-                  f"session on {handle.id} has env {s.env}; the backend names {want}")
+            check(
+                dict(s.env) == want,
+                inv.SESSION_ENV,
+                f"session on {handle.id} has env {s.env}; the backend names {want}",
+            )
             seen = s.worker_env(sorted({*want, LEAK_VAR}))
             listing = s.worker_env()
-    check(seen == want, inv.SESSION_ENV,
-          f"the isolated worker for {handle.id} runs with {seen}; the target's environment is "
-          f"{want}")
+    check(
+        seen == want,
+        inv.SESSION_ENV,
+        f"the isolated worker for {handle.id} runs with {seen}; the target's environment is {want}",
+    )
     stray = {k: v for k, v in listing.items() if k not in want}
-    check(not stray, inv.SESSION_ENV,
-          f"the isolated worker for {handle.id} also sees visibility variables {stray}")
-    check(os.environ.get(LEAK_VAR) == "leaked-from-the-parent", inv.SESSION_ENV,
-          "opening a session changed the caller's own environment")
+    check(
+        not stray,
+        inv.SESSION_ENV,
+        f"the isolated worker for {handle.id} also sees visibility variables {stray}",
+    )
+    check(
+        os.environ.get(LEAK_VAR) == "leaked-from-the-parent",
+        inv.SESSION_ENV,
+        "opening a session changed the caller's own environment",
+    )
