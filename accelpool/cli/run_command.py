@@ -1,9 +1,212 @@
-"""``accelpool run``: run an ONNX model on a device or partition (see accelpool.session)."""
+"""``accelpool run`` (an ONNX model on a device or partition) and ``accelpool claims``."""
 
 from __future__ import annotations
 
+import argparse
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
 from typing import Any
+
+from accelpool.cli.app import CliContext
+from accelpool.cli.output import print_json, print_table
+from accelpool.errors import InvalidRequest
 
 
 def register(sub: Any) -> None:
-    """Placeholder until sessions land: the subcommand is added by the session work."""
+    """Add the ``run`` and ``claims`` subcommands."""
+    p = sub.add_parser(
+        "run",
+        help="run an ONNX model on a device or partition",
+        description="Claim TARGET, run MODEL on it once through onnxruntime, print the "
+        "outputs (and save them with --output). The model runs in a worker process that "
+        "sees only TARGET, unless --in-process.",
+    )
+    p.add_argument("model", metavar="MODEL", help="path of an .onnx file")
+    p.add_argument(
+        "--on", required=True, metavar="TARGET", help="device or partition id, e.g. nvidia:0"
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        type=_input_spec,
+        metavar="NAME=FILE.npy",
+        help="an input tensor from a .npy file (repeat for each input)",
+    )
+    p.add_argument("--output", metavar="DIR", help="save each output as DIR/NAME.npy")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run in this process instead of an isolated worker (no visibility variables set)",
+    )
+    p.add_argument(
+        "--allow-fallback",
+        action="store_true",
+        help="run on the CPU when onnxruntime lacks the target's execution provider",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("claims", help="devices and partitions held by sessions on this host")
+    c.add_argument(
+        "--reap", action="store_true", help="first drop claims whose holder process is gone"
+    )
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c.set_defaults(func=cmd_claims)
+
+
+def _input_spec(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"an input is NAME=FILE.npy, not {text!r}")
+    return name, path
+
+
+def _load_inputs(specs: list[tuple[str, str]]) -> dict[str, Any]:
+    import numpy as np
+
+    feeds: dict[str, Any] = {}
+    for name, path in specs:
+        if name in feeds:
+            raise InvalidRequest(f"input {name!r} is given twice")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
+            raise InvalidRequest(
+                f"cannot read input {name!r} from {path}: {reason} (a .npy file is needed)"
+            ) from None
+    return feeds
+
+
+def _file_name(name: str, taken: set[str]) -> str:
+    """A safe, unique file stem for an output name (names may hold '/' or ':')."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "output"
+    candidate, n = stem, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{stem}_{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def _describe(value: Any) -> tuple[str, list[int] | None]:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return str(value.dtype), list(value.shape)
+    if isinstance(value, list):
+        return "sequence", [len(value)]
+    if isinstance(value, dict):
+        return "map", [len(value)]
+    return type(value).__name__, None
+
+
+def _save(outputs: dict[str, Any], directory: Path) -> dict[str, list[str]]:
+    """Write outputs as .npy files; the files of each output by name."""
+    import numpy as np
+
+    directory.mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    files: dict[str, list[str]] = {}
+    for name, value in outputs.items():
+        stem = _file_name(name, taken)
+        if isinstance(value, np.ndarray):
+            parts = {f"{stem}.npy": value}
+        elif isinstance(value, list) and all(isinstance(v, np.ndarray) for v in value):
+            parts = {f"{stem}.{i}.npy": v for i, v in enumerate(value)}
+        else:
+            files[name] = []  # maps and optionals have no .npy form
+            continue
+        for file, array in parts.items():
+            np.save(directory / file, array, allow_pickle=False)
+        files[name] = [str(directory / f) for f in parts]
+    return files
+
+
+def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
+    from accelpool.session import ProviderFallbackWarning, open_session
+
+    feeds = _load_inputs(args.input)
+    target = ctx.inventory().target(args.on)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ProviderFallbackWarning)
+        with open_session(
+            target, isolate=not args.in_process, allow_fallback=args.allow_fallback
+        ) as session:
+            loaded = session.load(args.model)
+            start = time.perf_counter()
+            outputs = session.run(loaded, feeds)
+            elapsed = time.perf_counter() - start
+            env = dict(session.env)
+            providers = list(session.providers)
+    for w in caught:
+        print(f"accelpool: warning: {w.message}", file=sys.stderr)
+    files = _save(outputs, Path(args.output)) if args.output else {}
+    described = {name: _describe(value) for name, value in outputs.items()}
+
+    if args.json:
+        print_json(
+            {
+                "target": target.id,
+                "model": str(args.model),
+                "isolated": not args.in_process,
+                "env": env,
+                "providers": [{"name": n, "options": o} for n, o in providers],
+                "used_providers": loaded.providers,
+                "seconds": round(elapsed, 6),
+                "outputs": [
+                    {
+                        "name": name,
+                        "dtype": dtype,
+                        "shape": shape,
+                        "files": files.get(name, []),
+                    }
+                    for name, (dtype, shape) in described.items()
+                ],
+            }
+        )
+        return 0
+    rows = []
+    for name, (dtype, shape) in described.items():
+        saved = ", ".join(files.get(name, [])) or "-"
+        rows.append((name, dtype, "x".join(map(str, shape)) if shape else "scalar", saved))
+    print_table(("OUTPUT", "DTYPE", "SHAPE", "FILE"), rows)
+    mode = "in-process" if args.in_process else "isolated"
+    env_text = " ".join(f"{k}={v}" for k, v in env.items()) or "no visibility variables"
+    print(
+        f"Ran {args.model} on {target.id} ({mode}, {', '.join(loaded.providers)}, {env_text}) "
+        f"in {elapsed * 1000:.1f} ms"
+    )
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace, ctx: CliContext) -> int:
+    from accelpool.session import ClaimStore
+
+    store = ClaimStore()
+    reaped = store.reap() if args.reap else 0
+    claims = store.claims()
+    if args.json:
+        print_json([c.to_json() for c in claims])
+        return 0
+    if args.reap:
+        print(f"Dropped {reaped} claim(s) of ended processes.")
+    if not claims:
+        print("No device or partition is claimed on this host.")
+        return 0
+    rows = [
+        (
+            c.target,
+            c.kind,
+            c.pid,
+            "yes" if c.holder_alive() else "no (reclaimable)",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.opened_at)),
+        )
+        for c in claims
+    ]
+    print_table(("TARGET", "KIND", "PID", "ALIVE", "SINCE"), rows)
+    return 0

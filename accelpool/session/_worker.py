@@ -107,7 +107,9 @@ def classify(error: BaseException, doing: str) -> RuntimeFailure:
         kind = "UnsupportedOperation"
     else:
         kind = "AccelPoolError"
-    return RuntimeFailure(kind, f"onnxruntime could not {doing}: {first}", name, text or None)
+    # The vendor text only when it says more than the message already does.
+    vendor = text if text and text != first else None
+    return RuntimeFailure(kind, f"onnxruntime could not {doing}: {first}", name, vendor)
 
 
 # -- the runtime (in-process and in the worker) ----------------------------------
