@@ -29,6 +29,7 @@ from accelpool_conformance.invariants import (
     ids,
 )
 from accelpool_conformance.plugin import CONTEXT_KEY
+from accelpool_conformance.report import UNSUPPORTED_PREFIX
 
 
 @dataclass
@@ -80,14 +81,36 @@ def plan_of(ctx: SuiteContext) -> Plan:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "profile" not in metafunc.fixturenames:
-        return
     ctx = metafunc.config.stash[CONTEXT_KEY]
-    names = [p.name for p in plan_of(ctx).profiles]
-    if names:
-        metafunc.parametrize("profile", names, ids=names)
-    else:
-        metafunc.parametrize("profile", [pytest.param("-", id="no-profiles")])
+    if "profile" in metafunc.fixturenames:
+        names = [p.name for p in plan_of(ctx).profiles]
+        if names:
+            metafunc.parametrize("profile", names, ids=names)
+        else:
+            metafunc.parametrize("profile", [pytest.param("-", id="no-profiles")])
+    if "placed_profile" in metafunc.fixturenames:
+        # Placements can be requested only of profiles that offer them.
+        names = [p.name for p in plan_of(ctx).profiles if p.placements]
+        if names:
+            metafunc.parametrize("placed_profile", names, ids=names)
+        else:
+            metafunc.parametrize(
+                "placed_profile",
+                [pytest.param(NO_PLACEMENTS, id="no-placements")],
+                indirect=True,
+            )
+
+
+#: Stands in for a profile when no profile of the device offers placements.
+NO_PLACEMENTS = "-"
+
+
+@pytest.fixture
+def placed_profile(request: pytest.FixtureRequest) -> str:
+    """Only reached when no profile offers placements: nothing to request."""
+    if request.param == NO_PLACEMENTS:
+        pytest.skip(UNSUPPORTED_PREFIX + "no partition profile of this device offers placements")
+    return str(request.param)
 
 
 class Ledger:

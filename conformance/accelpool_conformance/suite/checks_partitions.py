@@ -231,12 +231,11 @@ def test_partitions_of_one_device_leave_others_alone(
 
 
 def test_requested_placement_is_honoured(
-    backend: CheckedBackend, partition_device: DeviceInfo, profile: str, ledger: Ledger
+    backend: CheckedBackend, partition_device: DeviceInfo, placed_profile: str, ledger: Ledger
 ) -> None:
     dev = partition_device
+    profile = placed_profile
     prof = backend.profile(dev, profile)
-    if not prof.placements:
-        pytest.skip(f"profile {profile} offers no placements to request")
     for pl in prof.placements[:MAX_PLACEMENTS]:
         part = ledger.create(dev, profile, pl.start)
         check_created(backend, part, dev, prof, pl.start)
@@ -244,12 +243,11 @@ def test_requested_placement_is_honoured(
 
 
 def test_occupied_placement_is_refused(
-    backend: CheckedBackend, partition_device: DeviceInfo, profile: str, ledger: Ledger
+    backend: CheckedBackend, partition_device: DeviceInfo, placed_profile: str, ledger: Ledger
 ) -> None:
     dev = partition_device
+    profile = placed_profile
     prof = backend.profile(dev, profile)
-    if not prof.placements:
-        pytest.skip(f"profile {profile} offers no placements to request")
     start = prof.placements[-1].start
     first = ledger.create(dev, profile, start)
     expect_error(

@@ -41,12 +41,17 @@ def _list_vars(env: dict[str, str]) -> dict[str, list[str]]:
     return {k: [t for t in v.split(",") if t] for k, v in env.items() if is_visibility_var(k)}
 
 
+#: How a backend may refuse one target it cannot serve (a MIG-enabled GPU used whole,
+#: a device its runtime cannot reach) while serving others.
+REFUSALS = (UnsupportedOperation, InvalidRequest)
+
+
 def _envs(backend: CheckedBackend, targets: list[Target]) -> dict[str, dict[str, str]]:
     out = {}
     for t in targets:
         try:
             out[t.native_id] = backend.visibility_env([t])
-        except UnsupportedOperation:
+        except REFUSALS:
             continue
     return out
 
@@ -119,7 +124,7 @@ def test_visibility_env_names_exactly_the_target(
     if len(pair) == 2:
         try:
             both = backend.visibility_env(pair)
-        except (UnsupportedOperation, InvalidRequest):
+        except REFUSALS:
             return  # a backend may refuse several targets at once, but not misname them
         one = {k: set(v) for k, v in _list_vars(envs[pair[0].native_id]).items()}
         two = {k: set(v) for k, v in _list_vars(envs[pair[1].native_id]).items()}
@@ -174,7 +179,7 @@ def _runnable(backend: CheckedBackend, targets: list[Target]) -> list[Target]:
     for t in targets:
         try:
             backend.onnx_placement(t)
-        except UnsupportedOperation:
+        except REFUSALS:
             continue
         out.append(t)
     return out

@@ -8,9 +8,11 @@ in the device, and an emptied device must offer the capacity it offered at first
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
+from typing import TypeVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, note, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 from hypothesis.stateful import (
@@ -31,11 +33,18 @@ from accelpool_conformance.helpers import availability, check_created
 from accelpool_conformance.invariants import CheckedBackend, broken, check, expect_error
 
 pytestmark = pytest.mark.requires(Capability.PARTITION)
+T = TypeVar("T")
 
 #: Without shrinking a failure is reported as found (at most ``step_count`` steps):
 #: shrinking replays the backend hundreds of times, minutes for a slow simulator.
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
 PHASES_SHRINK = (*PHASES, Phase.shrink)
+
+
+def _pick(data: st.DataObject, items: Sequence[T], label: str) -> T:
+    # An index drawn the same way whatever the list's length, so that a replay
+    # draws the same data even where the backend answers differently.
+    return items[data.draw(st.integers(0, 1 << 16), label=label) % len(items)]
 
 
 def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[RuleBasedStateMachine]:
@@ -45,8 +54,10 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
     class PartitionMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.live: dict[str, PartitionInfo] = {}
-            self.dead: dict[str, PartitionInfo] = {}
+            # Creation order, not ids: ids may differ between replays (MIG UUIDs), the
+            # n-th partition made may not.
+            self.live: list[PartitionInfo] = []
+            self.dead: list[PartitionInfo] = []
             # Every run starts where the last one ended: everything it made destroyed.
             for dev in devices:
                 left = inv.ids(backend.partitions(dev))
@@ -66,16 +77,15 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
 
         @rule(data=st.data())
         def create(self, data: st.DataObject) -> None:
-            dev_id = data.draw(st.sampled_from([d.native_id for d in devices]), label="device")
-            dev = next(d for d in devices if d.native_id == dev_id)
-            profiles = {p.name: p for p in backend.profiles(dev)}
-            name = data.draw(st.sampled_from(sorted(profiles)), label="profile")
-            prof = profiles[name]
+            dev = _pick(data, devices, "device")
+            prof = _pick(data, sorted(backend.profiles(dev), key=lambda p: p.name), "profile")
             starts: list[int | None] = [None, *(pl.start for pl in prof.placements)]
-            placement = data.draw(st.sampled_from(starts), label="placement")
+            placement = _pick(data, starts, "placement")
+            note(f"create_partition({dev.native_id}, {prof.name!r}, placement={placement})")
             try:
                 part = backend.create_partition(dev, prof.name, placement)
             except InsufficientCapacity as e:
+                note(f"  -> InsufficientCapacity: {e}")
                 if placement is None and prof.available:
                     broken(
                         inv.AVAILABLE_HONEST,
@@ -83,7 +93,8 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
                         f"but create was refused: {e}",
                     )
                 return
-            self.live[part.native_id] = part  # recorded first, so teardown destroys it
+            note(f"  -> {part.native_id} at {part.placement}")
+            self.live.append(part)  # recorded first, so teardown destroys it
             if prof.available is not None:
                 check(
                     prof.available > 0,
@@ -96,18 +107,19 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
         @precondition(lambda self: bool(self.live))
         @rule(data=st.data())
         def destroy(self, data: st.DataObject) -> None:
-            pid = data.draw(st.sampled_from(sorted(self.live)), label="partition")
-            part = self.live.pop(pid)
+            part = _pick(data, self.live, "partition")
+            note(f"destroy_partition({part.native_id})")
+            self.live.remove(part)
             backend.destroy_partition(part)
-            self.dead[part.native_id] = part
+            self.dead.append(part)
 
         @precondition(lambda self: bool(self.dead))
         @rule(data=st.data())
         def destroy_again(self, data: st.DataObject) -> None:
-            pid = data.draw(st.sampled_from(sorted(self.dead)), label="destroyed partition")
-            part = self.dead[pid]
-            if pid in self.live:
+            part = _pick(data, self.dead, "destroyed partition")
+            if part.native_id in {p.native_id for p in self.live}:
                 return  # its id was given to a new partition: that one is live
+            note(f"destroy_partition({part.native_id}) again")
             expect_error(
                 inv.DESTROY_TWICE,
                 NotFound,
@@ -117,13 +129,12 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
 
         @invariant()
         def backend_matches_model(self) -> None:
-            dead = set(self.dead) - set(self.live)
+            live_ids = {p.native_id for p in self.live}
+            dead = {p.native_id for p in self.dead} - live_ids
             for dev in devices:
                 listed = backend.partitions(dev)
                 have = {p.native_id for p in listed}
-                want = {
-                    p.native_id for p in self.live.values() if p.device_native_id == dev.native_id
-                }
+                want = {p.native_id for p in self.live if p.device_native_id == dev.native_id}
                 missing, extra = sorted(want - have), sorted(have - want)
                 check(
                     not missing,
@@ -160,7 +171,7 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
                     )
 
         def teardown(self) -> None:
-            for part in self.live.values():
+            for part in self.live:
                 # the failure being reported matters, not one of this clean-up
                 with contextlib.suppress(Exception):
                     backend.raw.destroy_partition(part)
