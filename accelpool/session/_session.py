@@ -387,14 +387,15 @@ class Session:
     # -- models -------------------------------------------------------------------------
     def _source(self, model: Any) -> tuple[Any, str, Any]:
         if isinstance(model, (str, os.PathLike)):
-            path = os.path.realpath(os.fspath(model))
+            # One stat per call: the file's identity and version, whatever path names it.
             try:
-                st = os.stat(path)
+                st = os.stat(model)
             except OSError as e:
                 raise InvalidRequest(
                     f"cannot read model file {os.fspath(model)!r}: {e.strerror}"
                 ) from None
-            return ("path", path, st.st_mtime_ns, st.st_size, st.st_ino), "path", path
+            key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+            return key, "path", os.path.abspath(os.fspath(model))
         if isinstance(model, (bytearray, memoryview)):
             model = bytes(model)
         elif not isinstance(model, bytes):

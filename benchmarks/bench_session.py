@@ -1,0 +1,188 @@
+"""``Session.run`` against raw ``onnxruntime.InferenceSession.run``, side by side.
+
+Two cases, each on the same model, inputs, execution providers and thread count:
+
+* in-process: a small MLP (about 1 ms a run) through ``open_session(isolate=False)``;
+* isolated: a small CNN on a 4 MiB input (about 10 ms a run) through
+  ``open_session(isolate=True)``, i.e. shared memory to and from a worker process.
+
+Runs alternate between the two sides (and which goes first) so machine noise hits
+both alike. Prints the median of each side and their ratio (accelpool / raw). The
+issue's bounds are 1.03 in-process and 1.10 isolated.
+
+    .venv/bin/python benchmarks/bench_session.py [--runs 400] [--target ID]
+
+The default target is the toy backend's CPU device (CPUExecutionProvider, one
+thread); ``--target`` names a discovered one instead (e.g. ``opencl:0``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _weights(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> onnx.TensorProto:
+    scale = 1.0 / np.sqrt(np.prod(shape[1:]))
+    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def small_mlp(batch: int = 64, width: int = 384, layers: int = 3) -> onnx.ModelProto:
+    """Gemm+Relu layers: about 1 ms a run on one core."""
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "x"
+    for i in range(layers):
+        inits += [_weights(rng, f"w{i}", (width, width)), _weights(rng, f"b{i}", (width,))]
+        nodes += [
+            helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"g{i}"]),
+            helper.make_node("Relu", [f"g{i}"], [f"r{i}"]),
+        ]
+        prev = f"r{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, width])],
+        initializer=inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def small_cnn(channels: int = 16, size: int = 256) -> onnx.ModelProto:
+    """Conv/Relu/Pool x2, global pool, classifier: a 4 MiB input, about 10 ms on one core."""
+    rng = np.random.default_rng(1)
+    c2 = 2 * channels
+    inits = [
+        _weights(rng, "k1", (channels, channels, 3, 3)),
+        _weights(rng, "k2", (c2, channels, 3, 3)),
+        _weights(rng, "fc", (c2, 10)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "k1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "k2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        initializer=inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _raw_session(session: Any, model: Path) -> Any:
+    """onnxruntime set up exactly as ``session`` sets it up."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if session.intra_op_num_threads:
+        options.intra_op_num_threads = session.intra_op_num_threads
+    return ort.InferenceSession(str(model), options, providers=session.providers)
+
+
+def _compare(
+    label: str,
+    ours: Callable[[], Any],
+    raw: Callable[[], Any],
+    runs: int,
+    bound: float,
+) -> bool:
+    for _ in range(max(5, runs // 20)):  # warm caches, arenas, thread pools
+        ours(), raw()
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(runs):
+        pair = ((ours, a), (raw, b)) if i % 2 == 0 else ((raw, b), (ours, a))
+        for fn, into in pair:
+            start = time.perf_counter()
+            fn()
+            into.append(time.perf_counter() - start)
+    med_a, med_b = statistics.median(a), statistics.median(b)
+    ratio = med_a / med_b
+    verdict = "ok" if ratio <= bound else "OVER"
+    print(
+        f"{label:<44} accelpool {med_a * 1e3:8.3f} ms   raw {med_b * 1e3:8.3f} ms   "
+        f"ratio {ratio:6.3f}  (bound {bound:.2f}: {verdict})"
+    )
+    return ratio <= bound
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=400, help="timed runs per side (in-process)")
+    parser.add_argument("--target", default=None, help="a discovered target id (default: toy)")
+    args = parser.parse_args()
+
+    import accelpool
+    from accelpool.testing import toy_inventory
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["ACCELPOOL_STATE_DIR"] = str(Path(tmp) / "state")
+        inv = accelpool.discover() if args.target else toy_inventory(1)
+        target = inv.target(args.target or "toy:0")
+        mlp, cnn = Path(tmp) / "mlp.onnx", Path(tmp) / "cnn.onnx"
+        onnx.save(small_mlp(), mlp)
+        onnx.save(small_cnn(), cnn)
+        rng = np.random.default_rng(2)
+        x_small = rng.standard_normal((64, 384)).astype(np.float32)
+        x_big = rng.standard_normal((1, 16, 256, 256)).astype(np.float32)
+        ok = True
+        print(f"target {target.id}; input sizes {x_small.nbytes} B and {x_big.nbytes} B")
+
+        with accelpool.open_session(target, isolate=False) as s:
+            raw = _raw_session(s, mlp)
+            handle = s.load(mlp)
+            np.testing.assert_allclose(
+                s.run(mlp, {"x": x_small})["y"], raw.run(None, {"x": x_small})[0], rtol=1e-5
+            )
+            ok &= _compare(
+                "in-process, MLP, model by path",
+                lambda: s.run(mlp, {"x": x_small}),
+                lambda: raw.run(None, {"x": x_small}),
+                args.runs,
+                1.03,
+            )
+            ok &= _compare(
+                "in-process, MLP, loaded model",
+                lambda: s.run(handle, {"x": x_small}),
+                lambda: raw.run(None, {"x": x_small}),
+                args.runs,
+                1.03,
+            )
+
+        with accelpool.open_session(target, isolate=True) as s:
+            raw = _raw_session(s, cnn)
+            np.testing.assert_allclose(
+                s.run(cnn, {"x": x_big})["y"], raw.run(None, {"x": x_big})[0], rtol=1e-4
+            )
+            ok &= _compare(
+                "isolated worker, CNN, 4 MiB input, by path",
+                lambda: s.run(cnn, {"x": x_big}),
+                lambda: raw.run(None, {"x": x_big}),
+                max(50, args.runs // 4),
+                1.10,
+            )
+        inv.close()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
