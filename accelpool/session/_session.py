@@ -354,7 +354,8 @@ class Session:
                 if names is None:
                     return {k: v for k, v in env.items() if w.is_visibility_var(k)}
                 return {k: env[k] for k in names if k in env}
-            result, _ = self._worker().request(("env", list(names) if names else None))
+            wanted = None if names is None else list(names)
+            result, _ = self._worker().request(("env", wanted))
             return dict(result)
 
     def opencl(self) -> tuple[Any, Any]:
@@ -394,8 +395,8 @@ class Session:
                 raise InvalidRequest(
                     f"cannot read model file {os.fspath(model)!r}: {e.strerror}"
                 ) from None
-            key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-            return key, "path", os.path.abspath(os.fspath(model))
+            path_key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+            return path_key, "path", os.path.abspath(os.fspath(model))
         if isinstance(model, (bytearray, memoryview)):
             model = bytes(model)
         elif not isinstance(model, bytes):
