@@ -218,7 +218,7 @@ class DoubleGrant(Wrapped):
     racing in threads or processes are granted the same slot."""
 
     #: seconds between reading the state and writing it back
-    WINDOW = 0.05
+    WINDOW = 0.1
 
     def __init__(self, inner: Backend) -> None:
         super().__init__(inner)
@@ -252,6 +252,23 @@ class MemoryExceedsDevice(Wrapped):
         self, device: DeviceInfo, profile: str, placement: int | None = None
     ) -> PartitionInfo:
         return self._lie(self.inner.create_partition(device, profile, placement))
+
+
+class Redeclared(Wrapped):
+    """Not a flaw: the same backend declaring other capabilities (``None``: not declared)."""
+
+    def __init__(self, inner: Backend, changes: Sequence[tuple[str, bool | None]]) -> None:
+        super().__init__(inner)
+        self.changes = tuple(changes)
+
+    def capabilities(self) -> Capabilities:
+        declared = dict(self.inner.capabilities().declared)
+        for name, value in self.changes:
+            if value is None:
+                declared.pop(name, None)
+            else:
+                declared[name] = value
+        return Capabilities(declared)
 
 
 @dataclass(frozen=True)
@@ -288,9 +305,13 @@ class ToyFleet:
     devices: int = 2
     flaw: str | None = None
     name: str = "toy"
+    #: capability declarations to change: (name, True/False, or None for undeclared)
+    redeclare: tuple[tuple[str, bool | None], ...] = ()
 
     def __call__(self) -> Inventory:
         backend: Backend = toy_backend(self.devices, StateStore(Path(self.state)), self.name)
         if self.flaw is not None:
             backend = FLAWS[self.flaw].wrap(backend)
+        if self.redeclare:
+            backend = Redeclared(backend, self.redeclare)
         return inventory_of(backend)

@@ -61,6 +61,13 @@ def register(sub: Any) -> None:
         default=None,
         help="run only tests matching this pytest -k expression",
     )
+    p.add_argument(
+        "--max-examples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random sequences the state machine tries (default 25; fewer is quicker)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show pytest's progress")
     p.add_argument("--json", action="store_true", help="print the JSON report to stdout")
     # --sim is the global accelpool option; also accepted after the subcommand.
@@ -75,6 +82,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
+    from accelpool_conformance.context import Tuning
     from accelpool_conformance.report import markdown
     from accelpool_conformance.runner import run
 
@@ -94,6 +102,7 @@ def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
         state_dir=args.state_dir,
         keyword=args.keyword,
         quiet=not args.verbose,
+        tuning=Tuning(max_examples=args.max_examples) if args.max_examples else None,
     )
     if args.json:
         import json

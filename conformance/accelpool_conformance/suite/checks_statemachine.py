@@ -8,8 +8,9 @@ in the device, and an emptied device must offer the capacity it offered at first
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import TypeVar
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, note, settings
@@ -30,7 +31,13 @@ from accelpool_conformance import invariants as inv
 from accelpool_conformance.context import SuiteContext
 from accelpool_conformance.fixtures import Plan
 from accelpool_conformance.helpers import availability, check_created
-from accelpool_conformance.invariants import CheckedBackend, broken, check, expect_error
+from accelpool_conformance.invariants import (
+    CheckedBackend,
+    InvariantBroken,
+    broken,
+    check,
+    expect_error,
+)
 
 pytestmark = pytest.mark.requires(Capability.PARTITION)
 T = TypeVar("T")
@@ -50,8 +57,23 @@ def _pick(data: st.DataObject, items: Sequence[T], label: str) -> T:
 def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[RuleBasedStateMachine]:
     """A state-machine class bound to ``backend`` and its (empty) ``devices``."""
     empty = {d.native_id: availability(backend, d) for d in devices}
+    failures: list[InvariantBroken] = []
+
+    def recorded(fn: Callable[..., None]) -> Callable[..., None]:
+        """Keep the first broken invariant: a replay after a leak may fail elsewhere."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> None:
+            try:
+                fn(*args, **kwargs)
+            except InvariantBroken as e:
+                failures.append(e)
+                raise
+
+        return wrapper
 
     class PartitionMachine(RuleBasedStateMachine):
+        @recorded
         def __init__(self) -> None:
             super().__init__()
             # Creation order, not ids: ids may differ between replays (MIG UUIDs), the
@@ -76,6 +98,7 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
                 )
 
         @rule(data=st.data())
+        @recorded
         def create(self, data: st.DataObject) -> None:
             dev = _pick(data, devices, "device")
             prof = _pick(data, sorted(backend.profiles(dev), key=lambda p: p.name), "profile")
@@ -106,6 +129,7 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
 
         @precondition(lambda self: bool(self.live))
         @rule(data=st.data())
+        @recorded
         def destroy(self, data: st.DataObject) -> None:
             part = _pick(data, self.live, "partition")
             note(f"destroy_partition({part.native_id})")
@@ -115,6 +139,7 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
 
         @precondition(lambda self: bool(self.dead))
         @rule(data=st.data())
+        @recorded
         def destroy_again(self, data: st.DataObject) -> None:
             part = _pick(data, self.dead, "destroyed partition")
             if part.native_id in {p.native_id for p in self.live}:
@@ -128,6 +153,7 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
             )
 
         @invariant()
+        @recorded
         def backend_matches_model(self) -> None:
             live_ids = {p.native_id for p in self.live}
             dead = {p.native_id for p in self.dead} - live_ids
@@ -176,6 +202,7 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
                 with contextlib.suppress(Exception):
                     backend.raw.destroy_partition(part)
 
+    PartitionMachine.failures = failures
     return PartitionMachine
 
 
@@ -187,6 +214,11 @@ def test_random_creates_and_destroys_match_the_model(
     try:
         _run(machine, suite)
     except Flaky as e:
+        first: list[InvariantBroken] = machine.failures  # type: ignore[attr-defined]
+        if first:
+            # The run failed, and its replay went another way because the failed run's
+            # state outlived it: the first broken invariant is the finding.
+            raise first[0] from e
         broken(
             inv.MODEL,
             "replaying the same creates and destroys gave different results "
