@@ -8,6 +8,7 @@ more fit, which variables make a target visible); the driver owns the state.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from accelpool_ascend.driver import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("accelpool.ascend")
 MIB = 1 << 20
 VENDOR = "Huawei"
 ATTR = "huawei.com/"
@@ -195,6 +197,16 @@ class AscendBackend(Backend):
         chips = []
         for card in drv.card_list():
             for dev in range(drv.device_num_in_card(card)):
+                try:
+                    drv.health(card, dev)
+                except DcmiError as e:
+                    if e.code != ERR_DEVICE_NOT_EXIST:
+                        raise
+                    # As a GPU that fell off the bus: the others are still worth listing.
+                    log.warning(
+                        "Ascend chip %d of card %d is not answering; skipping it", dev, card
+                    )
+                    continue
                 logic = drv.logic_id(card, dev)
                 phy = drv.phy_id_from_logic_id(logic)
                 chip_info = drv.chip_info(card, dev)

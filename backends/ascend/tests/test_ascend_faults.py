@@ -32,15 +32,19 @@ def test_a_lost_chip_raises_device_lost_everywhere_and_others_keep_working(
     ):
         with pytest.raises(accelpool.DeviceLost, match="npu-smi"):
             call()
-    # the neighbour is fine, and the lost chip is still listed with its id
+    # the neighbour is fine
     assert other.create_partition("vir05_1c_16g").device_id == other.id
-    assert dev.id in [d.id for d in discover(SIM).devices()]
-    # another process sees the fault too
+    # another process sees the fault too: discovery skips the lost chip, the rest list
+    r = cli("ls", "--json", sim=SIM)
+    assert r.code == 0, r.err
+    listed = [d["id"] for d in r.json()["devices"]]
+    assert len(listed) == 7 and dev.id not in listed and other.id in listed
     r = cli("profiles", "ascend:2", sim=SIM)
-    assert r.code == 1 and "DeviceLost" in r.err
+    assert r.code == 1 and "NotFound" in r.err
     backend.clear_faults()
     assert [p.id for p in dev.partitions()] == [part.id]
     part.destroy()
+    assert dev.id in [d.id for d in discover(SIM).devices()]  # back, with the same id
 
 
 def test_a_create_that_fails_half_way_leaves_nothing_behind(

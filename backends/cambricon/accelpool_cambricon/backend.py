@@ -10,6 +10,7 @@ Cambricon execution provider, so ONNX sessions are declared unsupported.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ from accelpool_cambricon.driver import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("accelpool.cambricon")
 MIB = 1 << 20
 VENDOR = "Cambricon"
 ATTR = "cambricon.com/"
@@ -188,6 +190,16 @@ class CambriconBackend(Backend):
         out = []
         for index in range(drv.device_count()):
             h = drv.device_handle(index)
+            try:
+                healthy = drv.health(h) == HEALTH_GOOD
+            except CndevError as e:
+                if e.code != CNDEV_ERROR_IN_PROBLEM:
+                    raise
+                healthy = False
+            if not healthy:
+                # As a GPU that fell off the bus: the others are still worth listing.
+                log.warning("Cambricon MLU %d is in problem; skipping it", index)
+                continue
             uuid = drv.uuid(h)
             chip = models.CHIP_NAMES.get(drv.card_name(h), "MLU")
             product = drv.card_name_string(h) or chip
