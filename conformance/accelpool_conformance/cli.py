@@ -68,7 +68,9 @@ def register(sub: Any) -> None:
         metavar="N",
         help="random sequences the state machine tries (default 25; fewer is quicker)",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="show pytest's progress")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="name each test as it runs, with tracebacks"
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report to stdout")
     # --sim is the global accelpool option; also accepted after the subcommand.
     p.add_argument(
@@ -101,7 +103,8 @@ def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
         report=args.report,
         state_dir=args.state_dir,
         keyword=args.keyword,
-        quiet=not args.verbose,
+        quiet=args.json,
+        pytest_args=["-v", "--tb=short"] if args.verbose and not args.json else [],
         tuning=Tuning(max_examples=args.max_examples) if args.max_examples else None,
     )
     if args.json:

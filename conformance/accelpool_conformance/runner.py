@@ -175,12 +175,9 @@ def run(
         "junit_family=xunit2",
         "-o",
         "junit_suite_name=accelpool-conformance",
-        "-qq" if quiet else "-q",
-        "-rN",
-        "--tb=no" if quiet else "--tb=short",
     ]
-    if quiet:
-        args.append("--no-header")
+    # Quiet: no terminal output at all (the report says everything); else progress dots.
+    args += ["-p", "no:terminal"] if quiet else ["-q", "--tb=no", "-rN"]
     if keyword:
         args += ["-k", keyword]
     if jx is not None:

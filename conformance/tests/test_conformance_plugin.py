@@ -1,0 +1,161 @@
+"""The pytest plugin is inert in ordinary runs; the CLI and the plugin options run the suite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accelpool.testing import PluginSite, run_cli
+
+FLEET = """
+name = "toy-fleet"
+[[devices]]
+backend = "toy"
+model = "Toy-8S"
+count = 2
+"""
+
+LEAKY_TOY = """
+from accelpool.errors import NotFound
+from accelpool.testing import ToyBackend
+
+
+class B(ToyBackend):
+    def destroy_partition(self, partition):
+        try:
+            super().destroy_partition(partition)
+        except NotFound:
+            raise KeyError(partition.native_id) from None
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> PluginSite:
+    s = PluginSite(tmp_path / "site")
+    s.backend("toy", "from accelpool.testing import ToyBackend as B\n")
+    s.backend("leaky", LEAKY_TOY)
+    (tmp_path / "fleet.toml").write_text(
+        FLEET
+        + FLEET.replace('"toy"', '"leaky"')
+        .split("count = 2", 1)[0]
+        .split('name = "toy-fleet"', 1)[1]
+        + "count = 2\n"
+    )
+    return s
+
+
+def _pytest(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_plugin_is_inert_in_an_ordinary_run(tmp_path: Path) -> None:
+    (tmp_path / "test_x.py").write_text(
+        "def test_plain():\n    pass\n\ndef test_uses_suite_fixture(backend):\n    pass\n"
+    )
+    proc = _pytest(["-q", "test_x.py"], tmp_path)
+    assert "1 passed" in proc.stdout
+    # the suite's fixtures exist only while the suite runs
+    assert "fixture 'backend' not found" in proc.stdout
+    helped = _pytest(["--help"], tmp_path)
+    assert "--accelpool-backend" in helped.stdout
+
+
+def test_suite_without_a_backend_runs_nothing(tmp_path: Path) -> None:
+    import accelpool_conformance.suite as suite
+
+    proc = _pytest(["-q", "--pyargs", "accelpool_conformance.suite"], tmp_path)
+    assert proc.returncode == 5, proc.stdout + proc.stderr  # "no tests ran"
+    # Named explicitly, its checks are collected, and skipped with how to run them.
+    checks = Path(suite.__file__).parent / "checks_errors.py"
+    proc = _pytest(["-q", "-rs", str(checks)], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pass --accelpool-backend NAME to run the conformance suite" in proc.stdout
+    assert " passed" not in proc.stdout
+
+
+def test_pytest_options_run_the_suite(tmp_path: Path, site: PluginSite) -> None:
+    report = tmp_path / "r.json"
+    proc = _pytest(
+        [
+            "-q",
+            "--pyargs",
+            "accelpool_conformance.suite",
+            "--accelpool-backend",
+            "toy",
+            "--accelpool-sim",
+            str(tmp_path / "fleet.toml"),
+            "--accelpool-profile",
+            "core",
+            "--accelpool-report",
+            str(report),
+        ],
+        tmp_path,
+        env=site.env(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads(report.read_text())
+    assert doc["sim"] == str(tmp_path / "fleet.toml") and doc["profile"] == "core"
+    assert doc["summary"]["fail"] == 0 and doc["summary"]["pass"] == doc["summary"]["total"] > 0
+    assert report.with_suffix(".md").exists()
+
+
+def test_cli_passes_a_good_backend_and_fails_a_broken_one(tmp_path: Path, site: PluginSite) -> None:
+    fleet = str(tmp_path / "fleet.toml")
+    good = run_cli(
+        "conformance",
+        "--backend",
+        "toy",
+        "--sim",
+        fleet,
+        "--profile",
+        "core",
+        "--certify",
+        "--report",
+        str(tmp_path / "good" / "report.json"),
+        env=site.env(),
+        timeout=300,
+    )
+    assert good.code == 0, good.out + good.err
+    assert "# accelpool conformance: toy — PASSED" in good.out
+    assert "certification: certified" in good.out
+    for suffix in (".json", ".md", ".xml"):
+        assert (tmp_path / "good" / f"report{suffix}").is_file()
+
+    bad = run_cli(
+        "--sim",
+        fleet,
+        "conformance",
+        "--backend",
+        "leaky",
+        "--area",
+        "errors",
+        "--json",
+        env=site.env(),
+        timeout=300,
+    )
+    assert bad.code == 1, bad.out + bad.err
+    doc = bad.json()
+    failed = [t for t in doc["tests"] if t["status"] == "fail"]
+    assert failed and all(
+        "invariant 'no vendor exception escapes the accelpool hierarchy' broken" in t["message"]
+        for t in failed
+    )
+
+
+def test_cli_usage_errors_are_one_line(tmp_path: Path) -> None:
+    result = run_cli("conformance", "--backend", "x", "--profile", "everything")
+    assert result.code == 2
+    assert len(result.err.strip().splitlines()) == 1
