@@ -38,13 +38,8 @@ def site(tmp_path: Path) -> PluginSite:
     s = PluginSite(tmp_path / "site")
     s.backend("toy", "from accelpool.testing import ToyBackend as B\n")
     s.backend("leaky", LEAKY_TOY)
-    (tmp_path / "fleet.toml").write_text(
-        FLEET
-        + FLEET.replace('"toy"', '"leaky"')
-        .split("count = 2", 1)[0]
-        .split('name = "toy-fleet"', 1)[1]
-        + "count = 2\n"
-    )
+    leaky = '\n[[devices]]\nbackend = "leaky"\nmodel = "Toy-8S"\ncount = 2\n'
+    (tmp_path / "fleet.toml").write_text(FLEET + leaky)
     return s
 
 
@@ -110,6 +105,18 @@ def test_pytest_options_run_the_suite(tmp_path: Path, site: PluginSite) -> None:
     assert doc["sim"] == str(tmp_path / "fleet.toml") and doc["profile"] == "core"
     assert doc["summary"]["fail"] == 0 and doc["summary"]["pass"] == doc["summary"]["total"] > 0
     assert report.with_suffix(".md").exists()
+
+
+def test_pytest_certify_sets_the_exit_status(tmp_path: Path, site: PluginSite) -> None:
+    one = tmp_path / "one.toml"
+    one.write_text(FLEET.replace("count = 2", "count = 1"))
+    args = ["-q", "--pyargs", "accelpool_conformance.suite", "--accelpool-backend", "toy"]
+    args += ["--accelpool-sim", str(one), "-k", "leave_others_alone"]
+    plain = _pytest(args, tmp_path, env=site.env())
+    assert plain.returncode == 0, plain.stdout[-2000:]
+    assert "1 skipped" in plain.stdout
+    certified = _pytest([*args, "--accelpool-certify"], tmp_path, env=site.env())
+    assert certified.returncode == 1, certified.stdout[-2000:]
 
 
 def test_cli_passes_a_good_backend_and_fails_a_broken_one(tmp_path: Path, site: PluginSite) -> None:
