@@ -118,6 +118,14 @@ class _GiProfile:
         return Geometry(self.id, self.size, tuple(s for s, _ in self.placements), self.instances)
 
 
+@dataclass(frozen=True)
+class _VgpuType:
+    framebuffer: int
+    max_instances: int
+    gi_profile: int
+    vgpu_class: str
+
+
 def _cores_per_sm(cc: tuple[int, int]) -> int:
     major, minor = cc
     if major >= 9 or (major == 8 and minor != 0):
@@ -140,6 +148,7 @@ class NvidiaBackend(Backend):
         self._initialised = False
         self._vgpu_names: dict[int, str] = {}
         self._gi_cache: dict[str, list[_GiProfile]] = {}
+        self._vgpu_statics: dict[int, _VgpuType] = {}
 
     # -- plumbing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -732,9 +741,20 @@ class NvidiaBackend(Backend):
             name = self._vgpu_names[type_id] = raw
         return name
 
+    @staticmethod
+    def _vgpu_list(fn: Any, h: Any) -> list[int]:
+        """A vGPU id list; NVML's two-call protocol races with other processes, so retry."""
+        for attempt in range(5):
+            try:
+                return [int(x) for x in fn(h)]
+            except pynvml.NVMLError_InsufficientSize:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
     def _vgpu_types(self, h: Any) -> dict[int, str]:
         try:
-            ids = pynvml.nvmlDeviceGetSupportedVgpus(h)
+            ids = self._vgpu_list(pynvml.nvmlDeviceGetSupportedVgpus, h)
         except pynvml.NVMLError_NotSupported:
             return {}
         return {int(t): self._vgpu_name(int(t)) for t in ids}
@@ -748,28 +768,28 @@ class NvidiaBackend(Backend):
         types = self._vgpu_types(h)
         if not types:
             return []
-        creatable = {int(t) for t in pynvml.nvmlDeviceGetCreatableVgpus(h)}
+        creatable = set(self._vgpu_list(pynvml.nvmlDeviceGetCreatableVgpus, h))
         mdev, pci = self._mdev_of(device)
         active = Counter(d.type_id for d in mdev.devices() if d.parent == pci)
         result = []
         for type_id, name in types.items():
-            max_count = pynvml.nvmlVgpuTypeGetMaxInstances(h, type_id)
+            static = self._vgpu_static(h, type_id)
+            max_count = static.max_instances
             available = mdev.available_instances(pci, type_id)
             if available is None:
                 available = max_count - active[type_id] if type_id in creatable else 0
-            gi_profile = pynvml.nvmlVgpuTypeGetGpuInstanceProfileId(type_id)
             attrs: dict[str, AttributeValue] = {
                 "nvidia.com/vgpuTypeId": type_id,
-                "nvidia.com/vgpuClass": _str(pynvml.nvmlVgpuTypeGetClass(type_id)),
+                "nvidia.com/vgpuClass": static.vgpu_class,
                 "nvidia.com/creatable": type_id in creatable,
             }
-            if gi_profile != _NO_GI_PROFILE:
-                attrs["nvidia.com/gpuInstanceProfileId"] = gi_profile
+            if static.gi_profile != _NO_GI_PROFILE:
+                attrs["nvidia.com/gpuInstanceProfileId"] = static.gi_profile
             result.append(
                 PartitionProfile(
                     name=name,
                     kind="vgpu",
-                    memory_bytes=int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
+                    memory_bytes=static.framebuffer,
                     # time-sliced vGPUs share every SM of the GPU
                     compute_units=device.compute_units,
                     max_count=max_count,
@@ -780,6 +800,27 @@ class NvidiaBackend(Backend):
             )
         return result
 
+    def _vgpu_static(self, h: Any, type_id: int) -> _VgpuType:
+        """A vGPU type's fixed facts, read once."""
+        static = self._vgpu_statics.get(type_id)
+        if static is None:
+            static = self._vgpu_statics[type_id] = _VgpuType(
+                framebuffer=int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
+                max_instances=int(pynvml.nvmlVgpuTypeGetMaxInstances(h, type_id)),
+                gi_profile=int(pynvml.nvmlVgpuTypeGetGpuInstanceProfileId(type_id)),
+                vgpu_class=_str(pynvml.nvmlVgpuTypeGetClass(type_id)),
+            )
+        return static
+
+    def _active_vgpus(self, h: Any) -> dict[str, int]:
+        """mdev UUID -> vGPU instance id of the vGPUs NVML reports active."""
+        instances: dict[str, int] = {}
+        for inst in self._vgpu_list(pynvml.nvmlDeviceGetActiveVgpus, h):
+            # one may vanish between the list and this call (another process)
+            with contextlib.suppress(pynvml.NVMLError_InvalidArgument, pynvml.NVMLError_NotFound):
+                instances[_str(pynvml.nvmlVgpuInstanceGetMdevUUID(inst))] = inst
+        return instances
+
     def _vgpu_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
         mdev, pci = self._mdev_of(device)
         mine = [d for d in mdev.devices() if d.parent == pci]
@@ -787,8 +828,7 @@ class NvidiaBackend(Backend):
             return []
         instances: dict[str, int] = {}
         with contextlib.suppress(pynvml.NVMLError_NotSupported):
-            for inst in pynvml.nvmlDeviceGetActiveVgpus(h):
-                instances[_str(pynvml.nvmlVgpuInstanceGetMdevUUID(inst))] = int(inst)
+            instances = self._active_vgpus(h)
         result = []
         for d in mine:
             attrs: dict[str, AttributeValue] = {
@@ -808,7 +848,9 @@ class NvidiaBackend(Backend):
             device_native_id=device.native_id,
             profile=self._vgpu_name(type_id),
             kind="vgpu",
-            memory_bytes=int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
+            memory_bytes=self._vgpu_statics[type_id].framebuffer
+            if type_id in self._vgpu_statics
+            else int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
             compute_units=device.compute_units,
             placement=None,
             scope="device",
@@ -823,7 +865,7 @@ class NvidiaBackend(Backend):
                 f"{action}: MIG-backed vGPU types are not supported by accelpool yet; "
                 "disable MIG to use time-sliced vGPU types"
             )
-        creatable = {int(t) for t in pynvml.nvmlDeviceGetCreatableVgpus(h)}
+        creatable = set(self._vgpu_list(pynvml.nvmlDeviceGetCreatableVgpus, h))
         mdev, pci = self._mdev_of(device)
         if type_id not in creatable:
             running = sorted(
@@ -844,9 +886,7 @@ class NvidiaBackend(Backend):
             raise from_oserror(e, action) from e
         try:
             # Confirm through NVML that the driver took the new vGPU.
-            instances = {}
-            for inst in pynvml.nvmlDeviceGetActiveVgpus(h):
-                instances[_str(pynvml.nvmlVgpuInstanceGetMdevUUID(inst))] = int(inst)
+            instances = self._active_vgpus(h)
         except pynvml.NVMLError as e:
             note = "rolled back"
             try:

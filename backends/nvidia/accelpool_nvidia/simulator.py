@@ -301,6 +301,7 @@ class NvmlSimulator:
         self.root = Path(root) if root is not None else store.path.parent / "nvidia"
         self._by_uuid = {g.uuid: g.index for g in self.gpus}
         self._by_pci = {g.pci_bus_id: g.index for g in self.gpus}
+        self._vgpu_gpus = [g for g in self.gpus if g.virtualization == VIRT_HOST_VGPU]
         self._snap_key: tuple[int, int, int] | None = None
         self._snap = _Snapshot({})
         self._init_count = 0
@@ -703,14 +704,17 @@ class NvmlSimulator:
         return self.root / "sys"
 
     def vgpu_gpus(self) -> list[SimGpu]:
-        return [g for g in self.gpus if g.virtualization == VIRT_HOST_VGPU]
+        return list(self._vgpu_gpus)
 
     def sync_sysfs(self) -> None:
         """Apply writes made to the tree by other means, then rewrite it from the state."""
-        if not self.vgpu_gpus():
+        if not self._vgpu_gpus:
+            return
+        marker = self.sysfs_root / ".accelpool-sim"
+        # Cheap checks first: most calls find nothing to do and take no lock.
+        if marker.exists() and not self._pending_writes() and self.snapshot() is self._rendered:
             return
         with self.store.lock():
-            marker = self.sysfs_root / ".accelpool-sim"
             pending = self._pending_writes() if marker.exists() else []
             if pending:
                 for path, text in pending:
@@ -733,21 +737,22 @@ class NvmlSimulator:
         )
 
     def _pending_writes(self) -> list[tuple[Path, str]]:
-        found = []
-        for gpu in self.vgpu_gpus():
-            for t in gpu.model.vgpu_types:
-                create = self._type_dir(gpu, t.id) / "create"
-                with contextlib.suppress(OSError):
-                    text = create.read_text()
-                    if text.strip():
-                        found.append((create, text))
+        """Files of the tree someone wrote to (the simulator leaves them empty)."""
+        candidates = [
+            self._type_dir(gpu, t.id) / "create"
+            for gpu in self._vgpu_gpus
+            for t in gpu.model.vgpu_types
+        ]
         devices = self.sysfs_root / "bus" / "mdev" / "devices"
-        if devices.is_dir():
-            for d in devices.iterdir():
-                with contextlib.suppress(OSError):
-                    text = (d / "remove").read_text()
+        with contextlib.suppress(OSError):
+            candidates += [d / "remove" for d in devices.iterdir()]
+        found = []
+        for path in candidates:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size:
+                    text = path.read_text()
                     if text.strip():
-                        found.append((d / "remove", text))
+                        found.append((path, text))
         return found
 
     def _render_sysfs(self, ns: Mapping[str, Any]) -> None:
