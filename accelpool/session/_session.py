@@ -487,14 +487,20 @@ class Session:
             raise InvalidRequest(
                 f"feeds must map input names to arrays, not {type(feeds).__name__}"
             )
-        if (
-            self._runtime is not None
-            and type(model) is LoadedModel
-            and model._owner is self
-            and model._ort is not None
-        ):
-            loaded = model  # the hot path: no lookups, straight to onnxruntime
-        else:
+        loaded: LoadedModel | None = None
+        if self._runtime is not None:
+            # The hot paths: a loaded model, or a file already loaded (one stat, no lock).
+            if type(model) is LoadedModel and model._owner is self and model._ort is not None:
+                loaded = model
+            elif isinstance(model, str):
+                try:
+                    st = os.stat(model)
+                except OSError:
+                    pass  # load() says why
+                else:
+                    key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+                    loaded = self._loaded.get(key)
+        if loaded is None:
             loaded = self.load(model)
         names = list(output_names) if output_names is not None else loaded.outputs
         if self._runtime is not None:
