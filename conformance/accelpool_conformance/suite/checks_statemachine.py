@@ -180,8 +180,9 @@ def machine_for(backend: CheckedBackend, devices: list[DeviceInfo]) -> type[Rule
                 )
                 inv.check_no_overlap(listed, f"device {dev.native_id}")
                 inv.check_within_device(dev, listed, f"device {dev.native_id}")
-                now = availability(backend, dev)
-                for p in backend.profiles(dev):
+                profiles = backend.profiles(dev)  # once: some simulators answer slowly
+                now = {p.name: p.available for p in profiles}
+                for p in profiles:
                     check(
                         p.available is None or 0 <= p.available <= p.max_count,
                         inv.AVAILABLE_HONEST,
