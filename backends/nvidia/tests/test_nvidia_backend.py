@@ -200,3 +200,25 @@ def test_parse_cuda_visible_devices(value: str, expected: tuple[object, ...]) ->
 def test_parse_cuda_visible_devices_rejects(value: str, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         parse_cuda_visible_devices(value)
+
+
+def test_unprivileged_create_is_permission_denied(
+    inventory: Inv, fleet_file: Callable[..., str]
+) -> None:
+    dev = inventory(fleet_file("A100-SXM4-80GB", mig=True, privileged=False)).device("nvidia:0")
+    with pytest.raises(PermissionDenied, match="root") as e:
+        dev.create_partition("1g.10gb")
+    assert e.value.vendor_code == rc.NO_PERMISSION
+
+
+def test_mig_mode_api(inventory: Inv, fleet_file: Callable[..., str]) -> None:
+    dev = inventory(fleet_file("H100-80GB-HBM3", count=2, mig=False)).device("nvidia:1")
+    backend = dev.backend_instance
+    sim = backend.simulator  # type: ignore[attr-defined]
+    pid = sim.add_process(dev.info.native_id)
+    with pytest.raises(InUse, match="stop the processes"):  # Hopper refuses while busy
+        backend.set_mig_mode(dev.info, True)  # type: ignore[attr-defined]
+    sim.remove_process(pid)
+    change = backend.set_mig_mode(dev.info, True)  # type: ignore[attr-defined]
+    assert (change.status, change.current, change.pending) == ("applied", True, True)
+    assert [p.name for p in dev.profiles()][-1] == "7g.80gb"

@@ -258,3 +258,18 @@ def test_state_is_cached_until_the_file_changes(plain_pynvml: Sim) -> None:
     assert sim.snapshot() is first
     pynvml.nvmlDeviceCreateGpuInstance(h, 0)
     assert sim.snapshot() is not first
+
+
+def test_batch_is_one_transaction(plain_pynvml: Sim) -> None:
+    sim = plain_pynvml("dgx-a100")
+    other = NvmlSimulator.for_fleet(load_fleet("dgx-a100"))
+    h = pynvml.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(RuntimeError), sim.batch():
+        pynvml.nvmlDeviceCreateGpuInstance(h, 19)
+        assert pynvml.nvmlDeviceGetGpuInstanceRemainingCapacity(h, 19) == 6  # seen inside
+        raise RuntimeError("abandon the batch")
+    assert pynvml.nvmlDeviceGetGpuInstanceRemainingCapacity(h, 19) == 7  # nothing kept
+    with sim.batch():
+        for _ in range(3):
+            pynvml.nvmlDeviceCreateGpuInstance(h, 19)
+    assert len(other.snapshot().gpus["0"]["gis"]) == 3
