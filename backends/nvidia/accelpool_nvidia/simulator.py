@@ -816,7 +816,10 @@ class NvmlSimulator:
                 self._render_sysfs(ns)
 
     def _kernel_write(self, ns: dict[str, Any], path: Path, text: str) -> None:
-        rel = path.relative_to(self.sysfs_root) if path.is_absolute() else path
+        try:
+            rel = path.relative_to(self.sysfs_root) if path.is_absolute() else path
+        except ValueError:
+            raise OSError(errno.ENOENT, "not in the simulated sysfs tree", str(path)) from None
         parts = rel.parts
         if parts[:3] == ("bus", "mdev", "devices") and len(parts) == 5 and parts[4] == "remove":
             if text.strip() != "1":
