@@ -418,3 +418,30 @@ def test_a_real_opencl_cpu_device_gives_a_context_and_runs_models() -> None:
                     assert s.worker_env([name]) == {name: value}
     finally:
         inv.close()
+
+
+def test_shared_arrays_cross_without_a_copy_and_survive_a_new_worker() -> None:
+    with open_session(toy_inventory().device("toy:0"), isolate=True) as s:
+        buf = s.shared_array((4, 1000), np.float32)
+        assert buf.shape == (4, 1000) and not buf.any()
+        buf[...] = np.arange(4000, dtype=np.float32).reshape(4, 1000)
+        np.testing.assert_array_equal(s.run(ADD, {"x": buf})["y"], 2 * buf)
+        # a contiguous slice is found in place; changes are seen on the next run
+        buf[1] = -1
+        np.testing.assert_array_equal(s.run(ADD, {"x": buf[1:3]})["y"], 2 * buf[1:3])
+        # a strided view is copied the usual way
+        np.testing.assert_array_equal(s.run(ADD, {"x": buf[:, ::2]})["y"], 2 * buf[:, ::2])
+        # the arena stays the session's: a fresh worker maps it again
+        pid = s.worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerDied):
+            s.run(ADD, {"x": buf})
+        np.testing.assert_array_equal(s.run(ADD, {"x": buf})["y"], 2 * buf)
+        with pytest.raises(accelpool.InvalidRequest, match="numbers"):
+            s.shared_array(3, object)
+    # after close the caller's array is still valid memory
+    assert buf[0, 1] == 1.0
+    with open_session(toy_inventory().device("toy:0"), isolate=False) as s:
+        plain = s.shared_array(3, "int64")
+        assert plain.dtype == np.int64 and plain.tolist() == [0, 0, 0]

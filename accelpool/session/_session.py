@@ -87,6 +87,7 @@ class _WorkerProc:
         self.label = label
         self.inbox: w.Arena | None = None
         self.outbox: w.Arena | None = None
+        self.pinned: set[int] = set()  # shared arrays this worker has mapped
         if not sys.executable:
             raise UnsupportedOperation(
                 "isolated sessions need a Python executable to start a worker; "
@@ -181,6 +182,23 @@ class _WorkerProc:
         self.kill()
 
 
+class _Pinned:
+    """A shared array's arena: kept (with its fd) so every new worker can map it."""
+
+    def __init__(self, ident: int, arena: w.Arena, fd: int, base: int) -> None:
+        self.ident = ident
+        self.arena = arena
+        self.fd: int | None = fd
+        self.base = base
+        self.end = base + arena.size
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.arena.close()  # stays mapped while the caller's arrays use it
+
+
 class _Resources:
     """What a session must give back, kept apart so a finalizer can release it."""
 
@@ -191,6 +209,7 @@ class _Resources:
         self.inventory: Inventory | None = None
         self.worker: _WorkerProc | None = None
         self.extras: list[Any] = []
+        self.pinned: list[_Pinned] = []
 
     def release(self) -> None:
         if os.getpid() != self.owner_pid:
@@ -203,6 +222,9 @@ class _Resources:
         if worker is not None:
             worker.stop()
         self.extras.clear()
+        for pinned in self.pinned:
+            pinned.close()
+        self.pinned.clear()
         claim, self.claim = self.claim, None
         if claim is not None and self.store is not None:
             with contextlib.suppress(Exception):  # exiting must not fail over a claim row
@@ -385,6 +407,46 @@ class Session:
             ctx_queue: tuple[Any, Any] = self._opencl
             return ctx_queue
 
+    def shared_array(self, shape: int | Sequence[int], dtype: Any = "float32") -> Any:
+        """A zeroed numpy array in memory the isolated worker reads directly.
+
+        Fill it (or decode straight into it) and pass it, or a C-contiguous slice of
+        it, as an input: :meth:`run` then sends only where it is, with no copy. It
+        lives as long as the session. In-process sessions return a plain array.
+        """
+        import numpy as np
+
+        with self._lock:
+            self._check_open()
+            dt = np.dtype(dtype)
+            shape_t = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
+            if not self.isolated:
+                return np.zeros(shape_t, dt)
+            if dt.hasobject or dt.kind not in "biufc":
+                raise InvalidRequest(f"shared arrays hold numbers, not {dt}")
+            nbytes = max(1, int(np.prod(shape_t, dtype=np.int64)) * dt.itemsize)
+            arena, fd = w.Arena.create(nbytes)
+            array = np.ndarray(shape_t, dt, buffer=arena.mm)
+            base = array.__array_interface__["data"][0]
+            self._res.pinned.append(_Pinned(len(self._res.pinned), arena, fd, base))
+            return array
+
+    def _pinned_meta(self, worker: _WorkerProc, value: Any) -> tuple[Any, ...] | None:
+        """Where ``value`` lies in a shared array (mapping it in the worker), else None."""
+        if not self._res.pinned or not getattr(value, "flags", None) or not w.shm_able(value):
+            return None
+        if not value.flags.c_contiguous:
+            return None
+        addr = value.__array_interface__["data"][0]
+        for p in self._res.pinned:
+            if p.base <= addr and addr + value.nbytes <= p.end:
+                if p.ident not in worker.pinned:
+                    assert p.fd is not None
+                    worker.request(("pin", p.ident), [p.fd])
+                    worker.pinned.add(p.ident)
+                return (value.dtype.str, tuple(value.shape), addr - p.base, p.ident)
+        return None
+
     # -- models -------------------------------------------------------------------------
     def _source(self, model: Any) -> tuple[Any, str, Any]:
         if isinstance(model, (str, os.PathLike)):
@@ -492,7 +554,7 @@ class Session:
             # The hot paths: a loaded model, or a file already loaded (one stat, no lock).
             if type(model) is LoadedModel and model._owner is self and model._ort is not None:
                 loaded = model
-            elif isinstance(model, str):
+            elif isinstance(model, (str, os.PathLike)):
                 try:
                     st = os.stat(model)
                 except OSError:
@@ -522,6 +584,13 @@ class Session:
         if loaded.key not in self._loaded:
             self.load(loaded)
         items = list(feeds.items())
+        pinned: dict[str, Any] = {}
+        if self._res.pinned:
+            for name, v in items:
+                where = self._pinned_meta(worker, v)
+                if where is not None:
+                    pinned[name] = where
+            items = [(name, v) for name, v in items if name not in pinned]
         placed, needed = w.layout(items)
         fds: list[int] = []
         if needed and (worker.inbox is None or worker.inbox.size < needed):
@@ -531,8 +600,11 @@ class Session:
             worker.inbox = arena
             fds = [fd]
         try:
-            meta = w.write_arrays(worker.inbox, placed) if placed else {}  # type: ignore[arg-type]
+            meta: dict[str, Any] = (
+                w.write_arrays(worker.inbox, placed) if placed else {}  # type: ignore[arg-type]
+            )
             inline = {name: v for name, v in items if name not in meta}
+            meta.update(pinned)
             msg = ("run", loaded.key, list(output_names) if output_names else None, meta, inline)
             result, rfds = worker.request(msg, fds)
         finally:

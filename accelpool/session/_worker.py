@@ -18,7 +18,6 @@ the worker, so both paths fail and fall back in exactly the same way.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import pickle
@@ -31,6 +30,7 @@ from typing import Any
 
 _HEADER = struct.Struct("<Q")
 _MAX_FDS = 4
+_CHUNK = 1 << 16
 _ALIGN = 64
 _MIN_ARENA = 1 << 20
 
@@ -242,9 +242,10 @@ class Arena:
             os.close(fd)
 
     def close(self) -> None:
-        # A view still alive elsewhere keeps the mapping (BufferError); GC then frees it.
-        with contextlib.suppress(BufferError, ValueError):
-            self.mm.close()
+        # Never mmap.close(): numpy arrays over the map keep a reference to it but no
+        # buffer export, so closing would unmap memory they still use. Dropping our
+        # reference unmaps (and closes the map's fd) once the last such array is gone.
+        self.mm = None  # type: ignore[assignment]
 
 
 def shm_able(value: Any) -> bool:
@@ -274,20 +275,21 @@ def layout(values: Sequence[tuple[str, Any]]) -> tuple[list[tuple[str, Any, int]
 
 def write_arrays(
     arena: Arena, placed: Sequence[tuple[str, Any, int]]
-) -> dict[str, tuple[str, tuple[int, ...], int]]:
-    """Copy arrays into ``arena``; their metadata by name."""
+) -> dict[str, tuple[str, tuple[int, ...], int, int | None]]:
+    """Copy arrays into ``arena``; their metadata (dtype, shape, offset, no pin) by name."""
     import numpy as np
 
-    meta = {}
+    meta: dict[str, tuple[str, tuple[int, ...], int, int | None]] = {}
     for name, v, off in placed:
         dst = np.ndarray(v.shape, v.dtype, buffer=arena.mm, offset=off)
         np.copyto(dst, v, casting="no")
         del dst
-        meta[name] = (v.dtype.str, tuple(v.shape), off)
+        meta[name] = (v.dtype.str, tuple(v.shape), off, None)
     return meta
 
 
-def view(arena: Arena, dtype: str, shape: tuple[int, ...], off: int) -> Any:
+def view(arena: Arena, dtype: str, shape: tuple[int, ...], off: int, pin: Any = None) -> Any:
+    """An array over ``arena`` (``pin`` names the arena in metadata; unused here)."""
     import numpy as np
 
     return np.ndarray(shape, np.dtype(dtype), buffer=arena.mm, offset=off)
@@ -313,24 +315,36 @@ class Channel:
             self.sock.sendall(data)
 
     def recv(self) -> tuple[Any, list[int]]:
-        head, fds, _, _ = socket.recv_fds(self.sock, _HEADER.size, _MAX_FDS)
-        if not head:
+        # One recvmsg reads a whole small message, header and all: syscalls are what a
+        # round trip costs. There is never more than one message in flight each way,
+        # so a read cannot run into the next message.
+        data, fds, _, _ = socket.recv_fds(self.sock, _CHUNK, _MAX_FDS)
+        if not data:
             raise EOFError("the other side of the session channel closed")
-        while len(head) < _HEADER.size:
-            more = self.sock.recv(_HEADER.size - len(head))
-            if not more:
-                raise EOFError("the session channel closed mid-message")
-            head += more
-        (n,) = _HEADER.unpack(head)
-        buf = bytearray(n)
+        while len(data) < _HEADER.size:
+            data += self._recv_some(_CHUNK)
+        (n,) = _HEADER.unpack_from(data)
+        total = _HEADER.size + n
+        if len(data) > total:
+            raise ConnectionError("session channel out of step: bytes after a message")
+        if len(data) == total:
+            return pickle.loads(memoryview(data)[_HEADER.size :]), fds
+        buf = bytearray(total)
+        buf[: len(data)] = data
         mv = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self.sock.recv_into(mv[got:], n - got)
+        got = len(data)
+        while got < total:
+            k = self.sock.recv_into(mv[got:], total - got)
             if not k:
                 raise EOFError("the session channel closed mid-message")
             got += k
-        return pickle.loads(buf), fds
+        return pickle.loads(mv[_HEADER.size :]), fds
+
+    def _recv_some(self, size: int) -> bytes:
+        more = self.sock.recv(size)
+        if not more:
+            raise EOFError("the session channel closed mid-message")
+        return more
 
     def close(self) -> None:
         self.sock.close()
@@ -344,6 +358,8 @@ class _Worker:
         self.channel = channel
         self.runtime: Runtime | None = None
         self.inbox: Arena | None = None
+        #: shared arrays the parent handed out (Session.shared_array), by id
+        self.pinned: dict[int, Arena] = {}
         self.outbox: Arena | None = None
 
     def handle(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
@@ -365,6 +381,9 @@ class _Worker:
             return None, []
         if op == "run":
             return self.run(msg, fds)
+        if op == "pin":
+            self.pinned[msg[1]] = Arena.attach(fds[0])
+            return None, []
         raise RuntimeFailure("AccelPoolError", f"session worker got an unknown request {op!r}")
 
     def run(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
@@ -375,9 +394,10 @@ class _Worker:
                 self.inbox.close()
             self.inbox = Arena.attach(fds[0])
         feeds: dict[str, Any] = dict(inline)
-        for name, (dtype, shape, off) in meta.items():
-            assert self.inbox is not None
-            feeds[name] = view(self.inbox, dtype, shape, off)
+        for name, (dtype, shape, off, pin) in meta.items():
+            arena = self.inbox if pin is None else self.pinned[pin]
+            assert arena is not None
+            feeds[name] = view(arena, dtype, shape, off)
         try:
             outputs = self.runtime.run(key, output_names, feeds)
         finally:
