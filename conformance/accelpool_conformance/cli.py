@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--max-examples",
-        type=int,
+        type=_positive,
         default=None,
         metavar="N",
         help="random sequences the state machine tries (default 25; fewer is quicker)",
@@ -81,6 +81,16 @@ def register(sub: Any) -> None:
         help="simulated fleet (same as the global --sim)",
     )
     p.set_defaults(func=cmd_conformance)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:

@@ -163,6 +163,7 @@ def test_cli_passes_a_good_backend_and_fails_a_broken_one(tmp_path: Path, site: 
 
 
 def test_cli_usage_errors_are_one_line(tmp_path: Path) -> None:
-    result = run_cli("conformance", "--backend", "x", "--profile", "everything")
-    assert result.code == 2
-    assert len(result.err.strip().splitlines()) == 1
+    for bad in (["--profile", "everything"], ["--max-examples", "0"]):
+        result = run_cli("conformance", "--backend", "x", *bad)
+        assert result.code == 2
+        assert len(result.err.strip().splitlines()) == 1
