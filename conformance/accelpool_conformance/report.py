@@ -139,7 +139,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# accelpool conformance: {report['backend']} — {verdict}",
         "",
         f"- backend: `{report['backend']}` (plugin version {report.get('version') or '-'})",
-        f"- simulated fleet: `{report['sim']}`" if report.get("sim") else "- real devices",
+        f"- simulated fleet: `{report['sim']}`" if report.get("sim") else "- devices: as discovered (no simulated fleet named)",
         f"- profile: `{report['profile']}`; suite {report['suite_version']}",
     ]
     if cert["requested"]:
