@@ -139,7 +139,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"# accelpool conformance: {report['backend']} — {verdict}",
         "",
         f"- backend: `{report['backend']}` (plugin version {report.get('version') or '-'})",
-        f"- simulated fleet: `{report['sim']}`" if report.get("sim") else "- devices: as discovered (no simulated fleet named)",
+        f"- simulated fleet: `{report['sim']}`"
+        if report.get("sim")
+        else "- devices: as discovered (no simulated fleet named)",
         f"- profile: `{report['profile']}`; suite {report['suite_version']}",
     ]
     if cert["requested"]:
