@@ -86,7 +86,7 @@ def main() -> int:
             for r in range(args.rounds):
                 order = ["raw", "accelpool"] if r % 2 == 0 else ["accelpool", "raw"]
                 for side in order:
-                    elapsed, ran, failed = _run(suites[side])
+                    elapsed, ran, failed = _run(*suites[side])
                     times[side].append(elapsed)
                     print(
                         f"  round {r + 1} {side:<9} {elapsed:6.2f} s, {ran} tests, {failed} failed"
