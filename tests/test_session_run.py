@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -445,3 +446,20 @@ def test_shared_arrays_cross_without_a_copy_and_survive_a_new_worker() -> None:
     with open_session(toy_inventory().device("toy:0"), isolate=False) as s:
         plain = s.shared_array(3, "int64")
         assert plain.dtype == np.int64 and plain.tolist() == [0, 0, 0]
+
+
+def test_a_worker_that_died_between_calls_is_reported_once() -> None:
+    with open_session(toy_inventory().device("toy:0"), isolate=True) as s:
+        x = np.ones(3, np.float32)
+        s.run(ADD, {"x": x})
+        first = s.worker_pid
+        assert first is not None
+        os.kill(first, signal.SIGTERM)
+        for _ in range(500):  # wait (bounded) until it is gone
+            if s.worker_pid is None:
+                break
+            time.sleep(0.01)
+        with pytest.raises(WorkerDied, match=r"killed by signal SIGTERM"):
+            s.worker_env()
+        np.testing.assert_array_equal(s.run(ADD, {"x": x})["y"], 2 * x)  # a new worker
+        assert s.worker_pid not in (None, first)

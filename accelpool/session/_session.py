@@ -88,6 +88,7 @@ class _WorkerProc:
         self.inbox: w.Arena | None = None
         self.outbox: w.Arena | None = None
         self.pinned: set[int] = set()  # shared arrays this worker has mapped
+        self.reported = False  # whether a WorkerDied has told the caller it ended
         if not sys.executable:
             raise UnsupportedOperation(
                 "isolated sessions need a Python executable to start a worker; "
@@ -125,6 +126,8 @@ class _WorkerProc:
             raise self._died() from e
         except BaseException:
             # Interrupted half way (Ctrl-C): the worker is out of step with us; end it.
+            # The interruption is the caller's news, not a worker death to report.
+            self.reported = True
             self.kill()
             raise
         if reply[0] == "err":
@@ -134,6 +137,7 @@ class _WorkerProc:
         return reply[1], rfds
 
     def _died(self) -> WorkerDied:
+        self.reported = True
         try:
             rc = self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -353,9 +357,16 @@ class Session:
 
     def _worker(self) -> _WorkerProc:
         worker = self._res.worker
-        if worker is None or not worker.alive:
-            if worker is not None:
-                worker.kill()
+        if worker is not None and not worker.alive:
+            self._res.worker = None
+            self._loaded.clear()
+            if not worker.reported:
+                # It died between calls (killed, out of memory): say so once, as a
+                # death during a call does; the next call starts a new worker.
+                raise worker._died()
+            worker.cleanup()
+            worker = None
+        if worker is None:
             self._loaded.clear()
             env = {k: v for k, v in os.environ.items() if not w.is_visibility_var(k)}
             env.update(self.env)
