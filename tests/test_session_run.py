@@ -417,6 +417,7 @@ def test_a_real_opencl_cpu_device_gives_a_context_and_runs_models() -> None:
                 np.testing.assert_array_equal(out["y"], [2, 2, 2])
                 for name, value in s.env.items():
                     assert s.worker_env([name]) == {name: value}
+                assert s.worker_env().items() >= s.env.items()
     finally:
         inv.close()
 

@@ -2,8 +2,9 @@
 
 >>> import accelpool
 >>> inv = accelpool.discover(sim="dgx-a100")
->>> with accelpool.open_session(inv.device("nvidia:0")) as s:
-...     s.env                        # {'CUDA_VISIBLE_DEVICES': 'GPU-…'}
+>>> part = inv.device("nvidia:0").create_partition("1g.5gb")
+>>> with accelpool.open_session(part) as s:
+...     s.env                        # {'CUDA_VISIBLE_DEVICES': 'MIG-…'}
 ...     outputs = s.run("model.onnx", {"x": x})
 
 See docs/sessions.md for the claim rules, isolation and the worker protocol.

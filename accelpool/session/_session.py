@@ -378,17 +378,21 @@ class Session:
     def worker_env(self, names: Sequence[str] | None = None) -> dict[str, str]:
         """The environment the runtime runs under: the worker's own (isolated), else ours.
 
-        ``names`` picks variables; by default every visibility variable that is set.
+        ``names`` picks variables; by default the session's own (``env``) and every
+        other visibility variable that is set.
         """
         with self._lock:
             self._check_open()
             if not self.isolated:
                 env = dict(os.environ)
                 if names is None:
-                    return {k: v for k, v in env.items() if w.is_visibility_var(k)}
+                    return {k: v for k, v in env.items() if w.is_visibility_var(k) or k in self.env}
                 return {k: env[k] for k in names if k in env}
-            wanted = None if names is None else list(names)
-            result, _ = self._worker().request(("env", wanted))
+            if names is None:
+                result, _ = self._worker().request(("env", None))
+                extra, _ = self._worker().request(("env", list(self.env)))
+                return {**dict(result), **dict(extra)}
+            result, _ = self._worker().request(("env", list(names)))
             return dict(result)
 
     def opencl(self) -> tuple[Any, Any]:
