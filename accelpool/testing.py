@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from accelpool.errors import (
     InvalidRequest,
     NotFound,
 )
-from accelpool.inventory import Inventory
+from accelpool.inventory import Inventory, discover
 from accelpool.registry import LoadedBackend
 from accelpool.sim.fleet import FleetDevice
 from accelpool.sim.state import StateStore
@@ -303,6 +303,70 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         env=env if env is not None else dict(os.environ),
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_cli_with_sim(*args: str, sim: str | None = None) -> CliResult:
+    """:func:`run_cli` in this process's environment, with ``ACCELPOOL_SIM=sim`` if given."""
+    env = dict(os.environ)
+    if sim is not None:
+        env["ACCELPOOL_SIM"] = sim
+    return run_cli(*args, env=env)
+
+
+@contextmanager
+def sim_discovery(backend: str) -> Iterator[Callable[[str], Inventory]]:
+    """Yield ``make(sim)``, which discovers a simulated fleet with only ``backend``.
+
+    ``make`` fails (AssertionError) when the backend is unavailable, giving its reason;
+    every inventory it made is closed when the block ends.
+    """
+    opened: list[Inventory] = []
+
+    def make(sim: str) -> Inventory:
+        inv = discover(sim=sim, backends=[backend])
+        opened.append(inv)
+        status = inv.backends()[0]
+        if not status.available:
+            raise AssertionError(status.reason)
+        return inv
+
+    try:
+        yield make
+    finally:
+        for inv in opened:
+            inv.close()
+
+
+class FakeFunction:
+    """What ``getattr(cdll, name)`` returns: callable, with settable argtypes/restype."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.argtypes: Any = None
+        self.restype: Any = None
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+class FakeLib:
+    """A ``ctypes.CDLL``-like object over ``impl``: attribute lookup gives a function.
+
+    Each public attribute of ``impl`` is a C function (it fills what it is passed by
+    pointer, as the C library does); a missing one raises AttributeError, as CDLL does
+    for an unknown symbol. :attr:`lookups` lists the names looked up, in order.
+    """
+
+    def __init__(self, impl: Any) -> None:
+        self._impl = impl
+        self.lookups: list[str] = []
+
+    def __getattr__(self, name: str) -> FakeFunction:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        fn = getattr(self._impl, name)  # AttributeError, as CDLL for an unknown symbol
+        self.lookups.append(name)
+        return FakeFunction(fn)
 
 
 class PluginSite:

@@ -14,8 +14,6 @@ Ascend hardware there); ``docs/backends/ascend.md`` lists what a vendor must che
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
 from ctypes import (
     POINTER,
     Structure,
@@ -31,6 +29,7 @@ from ctypes import (
 )
 from typing import Any, ClassVar
 
+from accelpool.native import NativeLibrary, c_text
 from accelpool_ascend.driver import (
     DIE_VDIE,
     MAIN_CMD_VDEV_MNG,
@@ -245,152 +244,109 @@ SIGNATURES: dict[str, list[Any]] = {
 }
 
 
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
-
-
-class DcmiLibrary(DcmiDriver):
+class DcmiLibrary(NativeLibrary, DcmiDriver):
     """:class:`DcmiDriver` over the real ``libdcmi.so``.
 
     ``lib`` replaces the loaded library (tests pass an object whose attributes are
     the C functions); ``path`` names the shared object to open.
     """
 
-    def __init__(self, lib: Any | None = None, path: str | None = None) -> None:
-        self._lib = lib
-        self._path = path
-        self._fns: dict[str, Any] = {}
-        self._lock = threading.Lock()
+    library_name = LIBRARY_NAME
+    default_locations = DEFAULT_LOCATIONS
+    env_var = LIBRARY_ENV
+    signatures: ClassVar = {name: (c_int, argtypes) for name, argtypes in SIGNATURES.items()}
 
-    # -- loading -----------------------------------------------------------
-    def _candidates(self) -> list[str]:
-        if self._path:
-            return [self._path]
-        env = os.environ.get(LIBRARY_ENV)
-        return [env] if env else list(DEFAULT_LOCATIONS)
+    def not_found(self, detail: str) -> Exception:
+        return DcmiUnavailable(
+            f"Ascend DCMI library not found ({LIBRARY_NAME}){detail}: install the "
+            f"Ascend NPU driver, set {LIBRARY_ENV} to its path, or use a simulated "
+            "fleet with --sim"
+        )
 
-    def load(self) -> Any:
-        """Open the library (once); :class:`DcmiUnavailable` when it is not installed."""
-        with self._lock:
-            if self._lib is None:
-                errors = []
-                for candidate in self._candidates():
-                    try:
-                        self._lib = ctypes.CDLL(candidate)
-                        self._path = candidate
-                        break
-                    except OSError as e:
-                        text = str(e).splitlines()[0] if str(e) else candidate
-                        # A library that exists but will not load says why; absence does not.
-                        if "No such file" not in text:
-                            errors.append(text)
-                else:
-                    detail = f" ({errors[0]})" if errors else ""
-                    raise DcmiUnavailable(
-                        f"Ascend DCMI library not found ({LIBRARY_NAME}){detail}: install the "
-                        f"Ascend NPU driver, set {LIBRARY_ENV} to its path, or use a simulated "
-                        "fleet with --sim"
-                    )
-            return self._lib
+    def missing_function(self, name: str, library: str) -> Exception:
+        return DcmiUnavailable(
+            f"{library} has no {name}; the Ascend driver is too old for this operation"
+        )
 
-    def _fn(self, name: str) -> Any:
-        fn = self._fns.get(name)
-        if fn is not None:
-            return fn
-        lib = self.load()
-        try:
-            fn = getattr(lib, name)
-        except AttributeError:
-            raise DcmiUnavailable(
-                f"{self._path or LIBRARY_NAME} has no {name}; the Ascend driver is too old "
-                "for this operation"
-            ) from None
-        fn.argtypes = SIGNATURES[name]
-        fn.restype = c_int
-        self._fns[name] = fn
-        return fn
-
-    def _call(self, name: str, *args: Any) -> None:
-        rc = self._fn(name)(*args)
-        if rc != 0:
-            raise DcmiError(int(rc), name)
+    def failed(self, code: int, name: str) -> Exception:
+        return DcmiError(code, name)
 
     # -- DcmiDriver --------------------------------------------------------
     def init(self) -> None:
         """``int dcmi_init(void)``."""
-        self._call("dcmi_init")
+        self.call("dcmi_init")
 
     def version(self) -> str:
         """``int dcmi_get_dcmi_version(char *dcmi_ver, int buf_size)``."""
         buf = ctypes.create_string_buffer(VERSION_LEN)
-        self._call("dcmi_get_dcmi_version", buf, VERSION_LEN)
-        return _text(buf.raw)
+        self.call("dcmi_get_dcmi_version", buf, VERSION_LEN)
+        return c_text(buf.raw)
 
     def card_list(self) -> list[int]:
         """``int dcmi_get_card_list(int *card_num, int *card_list, int list_len)``."""
         num = c_int(0)
         cards = (c_int * MAX_CARDS)()
-        self._call("dcmi_get_card_list", ctypes.pointer(num), cards, MAX_CARDS)
+        self.call("dcmi_get_card_list", ctypes.pointer(num), cards, MAX_CARDS)
         return [int(cards[i]) for i in range(min(num.value, MAX_CARDS))]
 
     def device_num_in_card(self, card_id: int) -> int:
         """``int dcmi_get_device_num_in_card(int card_id, int *device_num)``."""
         num = c_int(0)
-        self._call("dcmi_get_device_num_in_card", card_id, ctypes.pointer(num))
+        self.call("dcmi_get_device_num_in_card", card_id, ctypes.pointer(num))
         return int(num.value)
 
     def logic_id(self, card_id: int, device_id: int) -> int:
         """``int dcmi_get_device_logic_id(int *device_logic_id, int card_id, int device_id)``."""
         out = c_int(0)
-        self._call("dcmi_get_device_logic_id", ctypes.pointer(out), card_id, device_id)
+        self.call("dcmi_get_device_logic_id", ctypes.pointer(out), card_id, device_id)
         return int(out.value)
 
     def phy_id_from_logic_id(self, logic_id: int) -> int:
         """``int dcmi_get_device_phyid_from_logicid(unsigned int logicid, unsigned int *phyid)``."""
         out = c_uint(0)
-        self._call("dcmi_get_device_phyid_from_logicid", logic_id, ctypes.pointer(out))
+        self.call("dcmi_get_device_phyid_from_logicid", logic_id, ctypes.pointer(out))
         return int(out.value)
 
     def chip_info(self, card_id: int, device_id: int) -> ChipInfo:
         """``int dcmi_get_device_chip_info(int card_id, int device_id,
         struct dcmi_chip_info *)``."""
         info = dcmi_chip_info()
-        self._call("dcmi_get_device_chip_info", card_id, device_id, ctypes.pointer(info))
+        self.call("dcmi_get_device_chip_info", card_id, device_id, ctypes.pointer(info))
         return ChipInfo(
-            _text(info.chip_type), _text(info.chip_name), _text(info.chip_ver), info.aicore_cnt
+            c_text(info.chip_type), c_text(info.chip_name), c_text(info.chip_ver), info.aicore_cnt
         )
 
     def die_id(self, card_id: int, device_id: int, die_type: int = DIE_VDIE) -> tuple[int, ...]:
         """``int dcmi_get_device_die_v2(int card_id, int device_id, enum dcmi_die_type,
         struct dcmi_die_id *)``."""
         die = dcmi_die_id()
-        self._call("dcmi_get_device_die_v2", card_id, device_id, die_type, ctypes.pointer(die))
+        self.call("dcmi_get_device_die_v2", card_id, device_id, die_type, ctypes.pointer(die))
         return tuple(int(x) for x in die.soc_die)
 
     def memory_info(self, card_id: int, device_id: int) -> MemoryInfo:
         """``int dcmi_get_device_memory_info_v3(int card_id, int device_id,
         struct dcmi_get_memory_info_stru *)``."""
         info = dcmi_get_memory_info_stru()
-        self._call("dcmi_get_device_memory_info_v3", card_id, device_id, ctypes.pointer(info))
+        self.call("dcmi_get_device_memory_info_v3", card_id, device_id, ctypes.pointer(info))
         return MemoryInfo(int(info.memory_size), int(info.memory_available), int(info.utiliza))
 
     def hbm_info(self, card_id: int, device_id: int) -> HbmInfo:
         """``int dcmi_get_device_hbm_info(int card_id, int device_id, struct dcmi_hbm_info *)``."""
         info = dcmi_hbm_info()
-        self._call("dcmi_get_device_hbm_info", card_id, device_id, ctypes.pointer(info))
+        self.call("dcmi_get_device_hbm_info", card_id, device_id, ctypes.pointer(info))
         return HbmInfo(int(info.memory_size), int(info.memory_usage), int(info.temp))
 
     def health(self, card_id: int, device_id: int) -> int:
         """``int dcmi_get_device_health(int card_id, int device_id, unsigned int *health)``."""
         out = c_uint(0)
-        self._call("dcmi_get_device_health", card_id, device_id, ctypes.pointer(out))
+        self.call("dcmi_get_device_health", card_id, device_id, ctypes.pointer(out))
         return int(out.value)
 
     def utilization_rate(self, card_id: int, device_id: int, input_type: int) -> int:
         """``int dcmi_get_device_utilization_rate(int card_id, int device_id, int input_type,
         unsigned int *utilization_rate)``."""
         out = c_uint(0)
-        self._call(
+        self.call(
             "dcmi_get_device_utilization_rate", card_id, device_id, input_type, ctypes.pointer(out)
         )
         return int(out.value)
@@ -398,13 +354,13 @@ class DcmiLibrary(DcmiDriver):
     def temperature(self, card_id: int, device_id: int) -> int:
         """``int dcmi_get_device_temperature(int card_id, int device_id, int *temperature)``."""
         out = c_int(0)
-        self._call("dcmi_get_device_temperature", card_id, device_id, ctypes.pointer(out))
+        self.call("dcmi_get_device_temperature", card_id, device_id, ctypes.pointer(out))
         return int(out.value)
 
     def power_decawatts(self, card_id: int, device_id: int) -> int:
         """``int dcmi_get_device_power_info(int card_id, int device_id, int *power)``."""
         out = c_int(0)
-        self._call("dcmi_get_device_power_info", card_id, device_id, ctypes.pointer(out))
+        self.call("dcmi_get_device_power_info", card_id, device_id, ctypes.pointer(out))
         return int(out.value)
 
     def create_vdevice(
@@ -419,7 +375,7 @@ class DcmiLibrary(DcmiDriver):
         request = dcmi_create_vdev_res_stru(vdev_id=vdev_id, vfg_id=0xFFFFFFFF)
         request.template_name = encoded
         out = dcmi_create_vdev_out()
-        self._call(
+        self.call(
             "dcmi_create_vdevice",
             card_id,
             device_id,
@@ -430,11 +386,11 @@ class DcmiLibrary(DcmiDriver):
 
     def destroy_vdevice(self, card_id: int, device_id: int, vdev_id: int) -> None:
         """``int dcmi_set_destroy_vdevice(int card_id, int device_id, unsigned int vdevid)``."""
-        self._call("dcmi_set_destroy_vdevice", card_id, device_id, vdev_id)
+        self.call("dcmi_set_destroy_vdevice", card_id, device_id, vdev_id)
 
     def _device_info(self, card_id: int, device_id: int, sub_cmd: int, buf: Structure) -> None:
         size = c_uint(sizeof(buf))
-        self._call(
+        self.call(
             "dcmi_get_device_info",
             card_id,
             device_id,
@@ -476,7 +432,7 @@ class DcmiLibrary(DcmiDriver):
         q = query.query_info
         return VdevInfo(
             vdev_id=vdev_id,
-            name=_text(q.name),
+            name=c_text(q.name),
             status=int(q.status),
             is_container_used=int(q.is_container_used),
             vfg_id=int(q.vfg_id),

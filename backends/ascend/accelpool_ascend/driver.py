@@ -16,6 +16,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from accelpool.native import NativeError
+
 # -- DCMI return codes (dcmi_interface_api.h: DCMI_ERROR_CODE_BASE = -8000) -----------
 DCMI_OK = 0
 ERR_INVALID_PARAMETER = -8001
@@ -85,20 +87,11 @@ VDEV_ID_AUTO = 0xFFFFFFFF
 UTILIZATION_AICORE = 2
 
 
-class DcmiError(Exception):
+class DcmiError(NativeError):
     """A DCMI call returned a non-zero code."""
 
-    def __init__(self, code: int, function: str) -> None:
-        self.code = code
-        self.function = function
-        name, text = ERROR_NAMES.get(code, (f"DCMI error {code}", "unknown error"))
-        self.name = name
-        self.text = text
-        super().__init__(f"{function} returned {code} ({name}: {text})")
-
-    @property
-    def vendor_message(self) -> str:
-        return f"{self.function}: {self.name}: {self.text}"
+    error_names = ERROR_NAMES
+    unknown_name = "DCMI error {code}"
 
 
 class DcmiUnavailable(Exception):

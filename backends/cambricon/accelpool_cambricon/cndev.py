@@ -15,8 +15,6 @@ there); ``docs/backends/cambricon.md`` lists what a vendor must check.
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
 from ctypes import (
     POINTER,
     Structure,
@@ -31,6 +29,7 @@ from ctypes import (
 )
 from typing import Any, ClassVar
 
+from accelpool.native import NativeLibrary, c_text
 from accelpool_cambricon.driver import (
     CNDEV_ERROR_INSUFFICIENT_SPACE,
     CNDEV_ERROR_INVALID_ARGUMENT,
@@ -283,12 +282,8 @@ SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
 }
 
 
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", errors="replace").strip()
-
-
 def _uuid(raw: Any) -> str:
-    return _text(bytes(raw))
+    return c_text(bytes(raw))
 
 
 def _versioned(cls: type[Structure]) -> Any:
@@ -307,10 +302,10 @@ def _mim_info(m: cndevMluInstanceInfo_t) -> MimInstanceInfo:
         size=int(m.placement.size),
         mlu_cores=int(m.mluCoreCount),
         memory_mb=int(m.memorySize),
-        profile_name=_text(m.profileName),
-        dev_node=_text(m.devNodeName),
-        ipcm_dev_node=_text(m.ipcmDevNodeName),
-        instance_name=_text(m.instanceName),
+        profile_name=c_text(m.profileName),
+        dev_node=c_text(m.devNodeName),
+        ipcm_dev_node=c_text(m.ipcmDevNodeName),
+        instance_name=c_text(m.instanceName),
     )
 
 
@@ -319,177 +314,137 @@ def _smlu_info(s: cndevSMluInfo_t) -> SmluInstanceInfo:
         profile_id=int(s.profileId),
         instance_id=int(s.instanceId),
         uuid=_uuid(s.uuid),
-        profile_name=_text(s.profileName),
-        instance_name=_text(s.instanceName),
-        dev_node=_text(s.devNodeName),
+        profile_name=c_text(s.profileName),
+        instance_name=c_text(s.instanceName),
+        dev_node=c_text(s.devNodeName),
         quota=int(s.mluQuota[SMLU_MAX]),
         memory_bytes=int(s.memorySize[SMLU_MAX]),
     )
 
 
-class CndevLibrary(CndevDriver):
+class CndevLibrary(NativeLibrary, CndevDriver):
     """:class:`CndevDriver` over the real ``libcndev.so``.
 
     ``lib`` replaces the loaded library (tests pass an object whose attributes are
     the C functions); ``path`` names the shared object to open.
     """
 
-    def __init__(self, lib: Any | None = None, path: str | None = None) -> None:
-        self._lib = lib
-        self._path = path
-        self._fns: dict[str, Any] = {}
-        self._lock = threading.Lock()
+    library_name = LIBRARY_NAME
+    default_locations = DEFAULT_LOCATIONS
+    env_var = LIBRARY_ENV
+    signatures = SIGNATURES
 
-    # -- loading -----------------------------------------------------------
-    def _candidates(self) -> list[str]:
-        if self._path:
-            return [self._path]
-        env = os.environ.get(LIBRARY_ENV)
-        return [env] if env else list(DEFAULT_LOCATIONS)
+    def not_found(self, detail: str) -> Exception:
+        return CndevUnavailable(
+            f"Cambricon CNDev library not found ({LIBRARY_NAME}){detail}: install "
+            f"the Cambricon MLU driver, set {LIBRARY_ENV} to its path, or use a "
+            "simulated fleet with --sim"
+        )
 
-    def load(self) -> Any:
-        """Open the library (once); :class:`CndevUnavailable` when it is not installed."""
-        with self._lock:
-            if self._lib is None:
-                errors = []
-                for candidate in self._candidates():
-                    try:
-                        self._lib = ctypes.CDLL(candidate)
-                        self._path = candidate
-                        break
-                    except OSError as e:
-                        text = str(e).splitlines()[0] if str(e) else candidate
-                        # A library that exists but will not load says why; absence does not.
-                        if "No such file" not in text:
-                            errors.append(text)
-                else:
-                    detail = f" ({errors[0]})" if errors else ""
-                    raise CndevUnavailable(
-                        f"Cambricon CNDev library not found ({LIBRARY_NAME}){detail}: install "
-                        f"the Cambricon MLU driver, set {LIBRARY_ENV} to its path, or use a "
-                        "simulated fleet with --sim"
-                    )
-            return self._lib
+    def missing_function(self, name: str, library: str) -> Exception:
+        return CndevUnavailable(
+            f"{library} has no {name}; the Cambricon driver is too old for this operation"
+        )
 
-    def _fn(self, name: str) -> Any:
-        fn = self._fns.get(name)
-        if fn is not None:
-            return fn
-        lib = self.load()
-        try:
-            fn = getattr(lib, name)
-        except AttributeError:
-            raise CndevUnavailable(
-                f"{self._path or LIBRARY_NAME} has no {name}; the Cambricon driver is too old "
-                "for this operation"
-            ) from None
-        restype, argtypes = SIGNATURES[name]
-        fn.argtypes = argtypes
-        fn.restype = restype
-        self._fns[name] = fn
-        return fn
-
-    def _call(self, name: str, *args: Any) -> None:
-        rc = self._fn(name)(*args)
-        if rc != 0:
-            raise CndevError(int(rc), name)
+    def failed(self, code: int, name: str) -> Exception:
+        return CndevError(code, name)
 
     # -- CndevDriver: identity -----------------------------------------------
     def init(self) -> None:
         """``cndevRet_t cndevInit(int reserved)``."""
-        self._call("cndevInit", 0)
+        self.call("cndevInit", 0)
 
     def release(self) -> None:
         """``cndevRet_t cndevRelease()``."""
-        self._call("cndevRelease")
+        self.call("cndevRelease")
 
     def lib_version(self) -> str:
         """``cndevRet_t cndevGetLibVersion(cndevLibVersionInfo_t *libVerInfo)``."""
         info = _versioned(cndevLibVersionInfo_t)
-        self._call("cndevGetLibVersion", ctypes.pointer(info))
+        self.call("cndevGetLibVersion", ctypes.pointer(info))
         return f"{info.libMajorVersion}.{info.libMinorVersion}.{info.libBuildVersion}"
 
     def device_count(self) -> int:
         """``cndevRet_t cndevGetDeviceCount(cndevCardInfo_t *cardNum)``."""
         info = _versioned(cndevCardInfo_t)
-        self._call("cndevGetDeviceCount", ctypes.pointer(info))
+        self.call("cndevGetDeviceCount", ctypes.pointer(info))
         return int(info.number)
 
     def device_handle(self, index: int) -> int:
         """``cndevRet_t cndevGetDeviceHandleByIndex(int index, cndevDevice_t *handle)``."""
         out = c_int(0)
-        self._call("cndevGetDeviceHandleByIndex", index, ctypes.pointer(out))
+        self.call("cndevGetDeviceHandleByIndex", index, ctypes.pointer(out))
         return int(out.value)
 
     def uuid(self, device: int) -> str:
         """``cndevRet_t cndevGetUUID(cndevUUID_t *uuidInfo, cndevDevice_t device)``."""
         info = _versioned(cndevUUID_t)
-        self._call("cndevGetUUID", ctypes.pointer(info), device)
+        self.call("cndevGetUUID", ctypes.pointer(info), device)
         return _uuid(info.uuid)
 
     def card_name(self, device: int) -> int:
         """``cndevRet_t cndevGetCardName(cndevCardName_t *cardName, cndevDevice_t device)``."""
         info = _versioned(cndevCardName_t)
-        self._call("cndevGetCardName", ctypes.pointer(info), device)
+        self.call("cndevGetCardName", ctypes.pointer(info), device)
         return int(info.id)
 
     def card_name_string(self, device: int) -> str:
         """``const char *cndevGetCardNameStringByDevId(cndevDevice_t device)``."""
-        raw = self._fn("cndevGetCardNameStringByDevId")(device)
-        return _text(raw) if raw else ""
+        raw = self.function("cndevGetCardNameStringByDevId")(device)
+        return c_text(raw) if raw else ""
 
     def card_sn(self, device: int) -> tuple[int, int]:
         """``cndevRet_t cndevGetCardSN(cndevCardSN_t *cardSN, cndevDevice_t device)``."""
         info = _versioned(cndevCardSN_t)
-        self._call("cndevGetCardSN", ctypes.pointer(info), device)
+        self.call("cndevGetCardSN", ctypes.pointer(info), device)
         return int(info.sn), int(info.motherBoardSn)
 
     def memory_usage(self, device: int) -> MemoryUsage:
         """``cndevRet_t cndevGetMemoryUsage(cndevMemoryInfo_t *memInfo, cndevDevice_t device)``."""
         info = _versioned(cndevMemoryInfo_t)
-        self._call("cndevGetMemoryUsage", ctypes.pointer(info), device)
+        self.call("cndevGetMemoryUsage", ctypes.pointer(info), device)
         return MemoryUsage(int(info.physicalMemoryTotal), int(info.physicalMemoryUsed))
 
     def core_count(self, device: int) -> int:
         """``cndevRet_t cndevGetCoreCount(cndevCardCoreCount_t *, cndevDevice_t device)``."""
         info = _versioned(cndevCardCoreCount_t)
-        self._call("cndevGetCoreCount", ctypes.pointer(info), device)
+        self.call("cndevGetCoreCount", ctypes.pointer(info), device)
         return int(info.count)
 
     def cluster_count(self, device: int) -> int:
         """``cndevRet_t cndevGetClusterCount(cndevCardClusterCount_t *, cndevDevice_t)``."""
         info = _versioned(cndevCardClusterCount_t)
-        self._call("cndevGetClusterCount", ctypes.pointer(info), device)
+        self.call("cndevGetClusterCount", ctypes.pointer(info), device)
         return int(info.count)
 
     def health(self, device: int) -> int:
         """``cndevRet_t cndevGetCardHealthState(cndevCardHealthState_t *, cndevDevice_t)``."""
         info = _versioned(cndevCardHealthState_t)
-        self._call("cndevGetCardHealthState", ctypes.pointer(info), device)
+        self.call("cndevGetCardHealthState", ctypes.pointer(info), device)
         return int(info.health)
 
     def utilization(self, device: int) -> int:
         """``cndevRet_t cndevGetDeviceUtilizationInfo(cndevUtilizationInfo_t *, cndevDevice_t)``."""
         info = _versioned(cndevUtilizationInfo_t)
-        self._call("cndevGetDeviceUtilizationInfo", ctypes.pointer(info), device)
+        self.call("cndevGetDeviceUtilizationInfo", ctypes.pointer(info), device)
         return int(info.averageCoreUtilization)
 
     def temperature(self, device: int) -> int:
         """``cndevRet_t cndevGetTemperatureInfo(cndevTemperatureInfo_t *, cndevDevice_t)``."""
         info = _versioned(cndevTemperatureInfo_t)
-        self._call("cndevGetTemperatureInfo", ctypes.pointer(info), device)
+        self.call("cndevGetTemperatureInfo", ctypes.pointer(info), device)
         return int(info.board)
 
     def mim_mode(self, device: int) -> bool:
         """``cndevRet_t cndevGetMimMode(cndevMimMode_t *mode, cndevDevice_t device)``."""
         info = _versioned(cndevMimMode_t)
-        self._call("cndevGetMimMode", ctypes.pointer(info), device)
+        self.call("cndevGetMimMode", ctypes.pointer(info), device)
         return int(info.mimMode) == 1
 
     def smlu_mode(self, device: int) -> bool:
         """``cndevRet_t cndevGetSMLUMode(cndevSMLUMode_t *mode, cndevDevice_t device)``."""
         info = _versioned(cndevSMLUMode_t)
-        self._call("cndevGetSMLUMode", ctypes.pointer(info), device)
+        self.call("cndevGetSMLUMode", ctypes.pointer(info), device)
         return int(info.smluMode) == 1
 
     # -- CndevDriver: MIM -----------------------------------------------------
@@ -497,27 +452,27 @@ class CndevLibrary(CndevDriver):
         """``cndevRet_t cndevGetMluInstanceProfileInfo(cndevMluInstanceProfileInfo_t *,
         int profile, cndevDevice_t device)``."""
         info = _versioned(cndevMluInstanceProfileInfo_t)
-        self._call("cndevGetMluInstanceProfileInfo", ctypes.pointer(info), profile_type, device)
+        self.call("cndevGetMluInstanceProfileInfo", ctypes.pointer(info), profile_type, device)
         return MimProfileInfo(
             int(info.profileId),
             int(info.mluCoreCount),
             int(info.vpuCount),
             int(info.jpuCount),
             int(info.memorySize),
-            _text(info.name),
+            c_text(info.name),
         )
 
     def mim_max_count(self, device: int, profile_id: int) -> int:
         """``cndevRet_t cndevGetMaxMluInstanceCount(int *count, int profileId, cndevDevice_t)``."""
         out = c_int(0)
-        self._call("cndevGetMaxMluInstanceCount", ctypes.pointer(out), profile_id, device)
+        self.call("cndevGetMaxMluInstanceCount", ctypes.pointer(out), profile_id, device)
         return int(out.value)
 
     def mim_remaining_capacity(self, device: int, profile_id: int) -> int:
         """``cndevRet_t cndevGetMluInstanceRemainingCapacity(int *count, int profileId,
         cndevDevice_t device)``."""
         out = c_int(0)
-        self._call("cndevGetMluInstanceRemainingCapacity", ctypes.pointer(out), profile_id, device)
+        self.call("cndevGetMluInstanceRemainingCapacity", ctypes.pointer(out), profile_id, device)
         return int(out.value)
 
     def mim_possible_placements(self, device: int, profile_id: int) -> list[tuple[int, int]]:
@@ -527,7 +482,7 @@ class CndevLibrary(CndevDriver):
         buf = (cndevMluInstancePlacement_t * MAX_INSTANCES)()
         for p in buf:
             p.version = CNDEV_VERSION
-        self._call(
+        self.call(
             "cndevGetMluInstancePossiblePlacements", ctypes.pointer(count), buf, profile_id, device
         )
         return [(int(buf[i].start), int(buf[i].size)) for i in range(min(count.value, len(buf)))]
@@ -542,7 +497,7 @@ class CndevLibrary(CndevDriver):
         if len(encoded) >= NAME_SIZE:
             raise CndevError(CNDEV_ERROR_INVALID_ARGUMENT, "cndevCreateMluInstanceByProfileId")
         if placement is None:
-            self._call(
+            self.call(
                 "cndevCreateMluInstanceByProfileId",
                 ctypes.pointer(handle),
                 profile_id,
@@ -551,7 +506,7 @@ class CndevLibrary(CndevDriver):
             )
         else:
             where = cndevMluInstancePlacement_t(CNDEV_VERSION, placement[0], placement[1])
-            self._call(
+            self.call(
                 "cndevCreateMluInstanceByProfileIdWithPlacement",
                 ctypes.pointer(where),
                 ctypes.pointer(handle),
@@ -565,7 +520,7 @@ class CndevLibrary(CndevDriver):
         """``cndevRet_t cndevGetMluInstanceInfo(cndevMluInstanceInfo_t *miInfo,
         cndevMluInstance_t miHandle)``."""
         info = _versioned(cndevMluInstanceInfo_t)
-        self._call("cndevGetMluInstanceInfo", ctypes.pointer(info), mi_handle)
+        self.call("cndevGetMluInstanceInfo", ctypes.pointer(info), mi_handle)
         return _mim_info(info)
 
     def all_mim_instances(self, device: int) -> list[MimInstanceInfo]:
@@ -577,7 +532,7 @@ class CndevLibrary(CndevDriver):
             buf = (cndevMluInstanceInfo_t * size)()
             buf[0].version = CNDEV_VERSION
             try:
-                self._call("cndevGetAllMluInstanceInfo", ctypes.pointer(count), buf, device)
+                self.call("cndevGetAllMluInstanceInfo", ctypes.pointer(count), buf, device)
             except CndevError as e:
                 if e.code == CNDEV_ERROR_INSUFFICIENT_SPACE and count.value > size:
                     size = count.value
@@ -590,12 +545,12 @@ class CndevLibrary(CndevDriver):
         """``cndevRet_t cndevGetMluInstanceByIndex(cndevMluInstance_t *miHandle, int index,
         cndevDevice_t device)``."""
         out = c_int(0)
-        self._call("cndevGetMluInstanceByIndex", ctypes.pointer(out), index, device)
+        self.call("cndevGetMluInstanceByIndex", ctypes.pointer(out), index, device)
         return int(out.value)
 
     def destroy_mim(self, mi_handle: int) -> None:
         """``cndevRet_t cndevDestroyMluInstanceByHandle(cndevMluInstance_t miHandle)``."""
-        self._call("cndevDestroyMluInstanceByHandle", mi_handle)
+        self.call("cndevDestroyMluInstanceByHandle", mi_handle)
 
     # -- CndevDriver: dynamic SMLU ---------------------------------------------
     def create_smlu_profile(self, device: int, quota: int, memory_bytes: int) -> int:
@@ -603,29 +558,29 @@ class CndevLibrary(CndevDriver):
         int *profileId, cndevDevice_t device)``."""
         request = cndevSMluSet_t(CNDEV_VERSION, quota, memory_bytes)
         out = c_int(0)
-        self._call(
+        self.call(
             "cndevCreateSMluProfileInfo", ctypes.pointer(request), ctypes.pointer(out), device
         )
         return int(out.value)
 
     def destroy_smlu_profile(self, device: int, profile_id: int) -> None:
         """``cndevRet_t cndevDestroySMluProfileInfo(int profileId, cndevDevice_t device)``."""
-        self._call("cndevDestroySMluProfileInfo", profile_id, device)
+        self.call("cndevDestroySMluProfileInfo", profile_id, device)
 
     def smlu_profile_ids(self, device: int) -> list[int]:
         """``cndevRet_t cndevGetSMluProfileIdInfo(cndevSMluProfileIdInfo_t *, cndevDevice_t)``."""
         info = _versioned(cndevSMluProfileIdInfo_t)
-        self._call("cndevGetSMluProfileIdInfo", ctypes.pointer(info), device)
+        self.call("cndevGetSMluProfileIdInfo", ctypes.pointer(info), device)
         return [int(info.profileId[i]) for i in range(min(int(info.count), 128))]
 
     def smlu_profile_info(self, device: int, profile_id: int) -> SmluProfileInfo:
         """``cndevRet_t cndevGetSMluProfileInfo(cndevSMluProfileInfo_t *profileInfo,
         int profile, cndevDevice_t device)``."""
         info = _versioned(cndevSMluProfileInfo_t)
-        self._call("cndevGetSMluProfileInfo", ctypes.pointer(info), profile_id, device)
+        self.call("cndevGetSMluProfileInfo", ctypes.pointer(info), profile_id, device)
         return SmluProfileInfo(
             int(info.profileId),
-            _text(info.name),
+            c_text(info.name),
             int(info.totalCapacity),
             int(info.remainCapacity),
             int(info.mluQuota[SMLU_MAX]),
@@ -636,7 +591,7 @@ class CndevLibrary(CndevDriver):
         """``cndevRet_t cndevCreateSMluInstanceByProfileId(cndevMluInstance_t *miHandle,
         unsigned int profileId, cndevDevice_t device, char *name)``."""
         handle = c_int(0)
-        self._call(
+        self.call(
             "cndevCreateSMluInstanceByProfileId",
             ctypes.pointer(handle),
             profile_id,
@@ -649,7 +604,7 @@ class CndevLibrary(CndevDriver):
         """``cndevRet_t cndevGetSMluInstanceInfo(cndevSMluInfo_t *smluInfo,
         cndevMluInstance_t miHandle)``."""
         info = _versioned(cndevSMluInfo_t)
-        self._call("cndevGetSMluInstanceInfo", ctypes.pointer(info), mi_handle)
+        self.call("cndevGetSMluInstanceInfo", ctypes.pointer(info), mi_handle)
         return _smlu_info(info)
 
     def all_smlu_instances(self, device: int) -> list[SmluInstanceInfo]:
@@ -658,14 +613,14 @@ class CndevLibrary(CndevDriver):
         count = c_int(MAX_INSTANCES)
         buf = (cndevSMluInfo_t * MAX_INSTANCES)()
         buf[0].version = CNDEV_VERSION
-        self._call("cndevGetAllSMluInstanceInfo", ctypes.pointer(count), buf, device)
+        self.call("cndevGetAllSMluInstanceInfo", ctypes.pointer(count), buf, device)
         return [_smlu_info(buf[i]) for i in range(min(count.value, MAX_INSTANCES))]
 
     def destroy_smlu_instance(self, mi_handle: int) -> None:
         """``cndevRet_t cndevDestroySMluInstanceByHandle(cndevMluInstance_t miHandle)``."""
-        self._call("cndevDestroySMluInstanceByHandle", mi_handle)
+        self.call("cndevDestroySMluInstanceByHandle", mi_handle)
 
     def error_string(self, code: int) -> str:
         """``const char *cndevGetErrorString(cndevRet_t errorId)``."""
-        raw = self._fn("cndevGetErrorString")(code)
-        return _text(raw) if raw else ""
+        raw = self.function("cndevGetErrorString")(code)
+        return c_text(raw) if raw else ""

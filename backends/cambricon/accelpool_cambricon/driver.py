@@ -17,6 +17,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from accelpool.native import NativeError
+
 # -- cndevRet_t -------------------------------------------------------------------
 CNDEV_SUCCESS = 0
 CNDEV_ERROR_NO_DRIVER = 1
@@ -74,20 +76,11 @@ CNDEV_VERSION = 6
 HEALTH_GOOD = 1
 
 
-class CndevError(Exception):
+class CndevError(NativeError):
     """A CNDev call returned a non-zero ``cndevRet_t``."""
 
-    def __init__(self, code: int, function: str) -> None:
-        self.code = code
-        self.function = function
-        name, text = ERROR_NAMES.get(code, (f"cndev error {code}", "unknown error"))
-        self.name = name
-        self.text = text
-        super().__init__(f"{function} returned {code} ({name}: {text})")
-
-    @property
-    def vendor_message(self) -> str:
-        return f"{self.function}: {self.name}: {self.text}"
+    error_names = ERROR_NAMES
+    unknown_name = "cndev error {code}"
 
 
 class CndevUnavailable(Exception):

@@ -233,7 +233,7 @@ def test_return_codes_become_cndev_errors(fake: FakeMlu370) -> None:
         binding.device_handle(3)
     assert err.value.code == 6 and err.value.name == "CNDEV_ERROR_INVALID_DEVICE_ID"
     with pytest.raises(CndevUnavailable, match="cndevGetXidErrorV2"):
-        binding._fn("cndevGetXidErrorV2")
+        binding.function("cndevGetXidErrorV2")
 
 
 def test_the_instance_list_is_read_again_with_the_size_cndev_asks_for(
