@@ -17,35 +17,9 @@ from accelpool_ascend.driver import DcmiDriver, DcmiError, DcmiUnavailable
 
 import accelpool
 from accelpool.spi import BackendContext
+from accelpool.testing import FakeLib
 
 MIB = 1 << 20
-
-
-class FakeFunction:
-    """What ``getattr(cdll, name)`` returns: callable, with settable argtypes/restype."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-        self.argtypes: Any = None
-        self.restype: Any = None
-
-    def __call__(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-class FakeLib:
-    """A CDLL-like object: attribute lookup gives a function, missing symbols raise."""
-
-    def __init__(self, impl: Any) -> None:
-        self._impl = impl
-        self.lookups: list[str] = []
-
-    def __getattr__(self, name: str) -> FakeFunction:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        fn = getattr(self._impl, name)  # AttributeError, as CDLL for an unknown symbol
-        self.lookups.append(name)
-        return FakeFunction(fn)
 
 
 class Fake310P:

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import accelpool
-from accelpool.testing import CliResult, run_cli
+from accelpool.testing import CliResult, run_cli_with_sim, sim_discovery
 
 
 @pytest.fixture
 def discover() -> Iterator[Callable[[str], accelpool.Inventory]]:
     """Discover a simulated fleet with only the Cambricon backend; closed after the test."""
-    opened: list[accelpool.Inventory] = []
-
-    def make(sim: str) -> accelpool.Inventory:
-        inv = accelpool.discover(sim=sim, backends=["cambricon"])
-        opened.append(inv)
-        status = inv.backends()[0]
-        assert status.available, status.reason
-        return inv
-
-    yield make
-    for inv in opened:
-        inv.close()
+    with sim_discovery("cambricon") as make:
+        yield make
 
 
 @pytest.fixture
@@ -50,11 +39,4 @@ def mlu_fleet(tmp_path: Path) -> Callable[..., str]:
 @pytest.fixture
 def cli() -> Callable[..., CliResult]:
     """``python -m accelpool ARGS`` in a fresh process, in this test's state directory."""
-
-    def run(*args: str, sim: str | None = None) -> CliResult:
-        env = dict(os.environ)
-        if sim is not None:
-            env["ACCELPOOL_SIM"] = sim
-        return run_cli(*args, env=env)
-
-    return run
+    return run_cli_with_sim

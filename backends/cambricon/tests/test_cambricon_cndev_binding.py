@@ -16,32 +16,10 @@ from accelpool_cambricon.driver import CndevDriver, CndevError, CndevUnavailable
 
 import accelpool
 from accelpool.spi import BackendContext
+from accelpool.testing import FakeLib
 
 MIB = 1 << 20
 UUID = b"10001012-1916-0000-0000-000000000000"  # as in the device plugin's mock.json
-
-
-class FakeFunction:
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-        self.argtypes: Any = None
-        self.restype: Any = None
-
-    def __call__(self, *args: Any) -> Any:
-        return self.fn(*args)
-
-
-class FakeLib:
-    def __init__(self, impl: Any) -> None:
-        self._impl = impl
-        self.lookups: list[str] = []
-
-    def __getattr__(self, name: str) -> FakeFunction:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        fn = getattr(self._impl, name)
-        self.lookups.append(name)
-        return FakeFunction(fn)
 
 
 def _put(array: Any, data: bytes) -> None:
