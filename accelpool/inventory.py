@@ -42,14 +42,14 @@ def _guard(backend: Backend, fn: Callable[[], T]) -> T:
         raise safe_call_error(e, backend.name) from e
 
 
-class Device:
-    """One accelerator. ``id`` is ``"<backend>:<native id>"``; also ``"<backend>:<index>"``."""
+class _Target:
+    """What a device and a partition share: identity, size, and what runs on them."""
 
-    def __init__(self, backend: Backend, info: DeviceInfo) -> None:
+    info: DeviceInfo | PartitionInfo
+
+    def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self.info = info
 
-    # -- identity ---------------------------------------------------------
     @property
     def id(self) -> str:
         return f"{self._backend.name}:{self.info.native_id}"
@@ -57,18 +57,6 @@ class Device:
     @property
     def backend(self) -> str:
         return self._backend.name
-
-    @property
-    def index(self) -> int:
-        return self.info.index
-
-    @property
-    def vendor(self) -> str:
-        return self.info.vendor
-
-    @property
-    def model(self) -> str:
-        return self.info.model
 
     @property
     def memory_bytes(self) -> int:
@@ -83,15 +71,44 @@ class Device:
         return dict(self.info.attributes)
 
     @property
+    def backend_instance(self) -> Backend:
+        """The backend object behind this target (for plugin-specific operations)."""
+        return self._backend
+
+    def visibility_env(self) -> dict[str, str]:
+        """Environment variables that make exactly this target visible to a runtime."""
+        return _guard(self._backend, lambda: self._backend.visibility_env([self.info]))
+
+    def onnx_placement(self) -> OnnxPlacement:
+        """The onnxruntime providers and options that run a model here."""
+        return _guard(self._backend, lambda: self._backend.onnx_placement(self.info))
+
+
+class Device(_Target):
+    """One accelerator. ``id`` is ``"<backend>:<native id>"``; also ``"<backend>:<index>"``."""
+
+    info: DeviceInfo
+
+    def __init__(self, backend: Backend, info: DeviceInfo) -> None:
+        super().__init__(backend)
+        self.info = info
+
+    @property
+    def index(self) -> int:
+        return self.info.index
+
+    @property
+    def vendor(self) -> str:
+        return self.info.vendor
+
+    @property
+    def model(self) -> str:
+        return self.info.model
+
+    @property
     def capabilities(self) -> Capabilities:
         return _guard(self._backend, self._backend.capabilities)
 
-    @property
-    def backend_instance(self) -> Backend:
-        """The backend object behind this device (for plugin-specific operations)."""
-        return self._backend
-
-    # -- operations -------------------------------------------------------
     def profiles(self) -> list[PartitionProfile]:
         """Partition shapes this device offers, with how many more fit now."""
         return list(_guard(self._backend, lambda: self._backend.profiles(self.info)))
@@ -125,12 +142,6 @@ class Device:
         """Memory used, utilisation, temperature and power, where the vendor reports them."""
         return _guard(self._backend, lambda: self._backend.telemetry(self.info))
 
-    def visibility_env(self) -> dict[str, str]:
-        return _guard(self._backend, lambda: self._backend.visibility_env([self.info]))
-
-    def onnx_placement(self) -> OnnxPlacement:
-        return _guard(self._backend, lambda: self._backend.onnx_placement(self.info))
-
     def to_json(self, with_partitions: bool = True) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "id": self.id,
@@ -140,7 +151,7 @@ class Device:
             "model": self.model,
             "memory_bytes": self.memory_bytes,
             "compute_units": self.compute_units,
-            "attributes": dict(self.info.attributes),
+            "attributes": self.attributes,
         }
         if with_partitions:
             doc["partitions"] = [p.to_json() for p in self.partitions()]
@@ -150,21 +161,15 @@ class Device:
         return f"<Device {self.id} {self.model!r}>"
 
 
-class Partition:
+class Partition(_Target):
     """A live slice of a device. ``id`` is ``"<backend>:<native id>"``."""
 
+    info: PartitionInfo
+
     def __init__(self, backend: Backend, device: Device, info: PartitionInfo) -> None:
-        self._backend = backend
+        super().__init__(backend)
         self.device = device
         self.info = info
-
-    @property
-    def id(self) -> str:
-        return f"{self._backend.name}:{self.info.native_id}"
-
-    @property
-    def backend(self) -> str:
-        return self._backend.name
 
     @property
     def device_id(self) -> str:
@@ -179,14 +184,6 @@ class Partition:
         return self.info.kind
 
     @property
-    def memory_bytes(self) -> int:
-        return self.info.memory_bytes
-
-    @property
-    def compute_units(self) -> int:
-        return self.info.compute_units
-
-    @property
     def placement(self) -> Placement | None:
         return self.info.placement
 
@@ -194,23 +191,9 @@ class Partition:
     def scope(self) -> Scope:
         return self.info.scope
 
-    @property
-    def attributes(self) -> dict[str, AttributeValue]:
-        return dict(self.info.attributes)
-
-    @property
-    def backend_instance(self) -> Backend:
-        return self._backend
-
     def destroy(self) -> None:
         """Destroy this partition; :class:`NotFound` if it is already gone."""
         _guard(self._backend, lambda: self._backend.destroy_partition(self.info))
-
-    def visibility_env(self) -> dict[str, str]:
-        return _guard(self._backend, lambda: self._backend.visibility_env([self.info]))
-
-    def onnx_placement(self) -> OnnxPlacement:
-        return _guard(self._backend, lambda: self._backend.onnx_placement(self.info))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -222,7 +205,7 @@ class Partition:
             "compute_units": self.compute_units,
             "placement": self.placement.to_json() if self.placement else None,
             "scope": self.scope,
-            "attributes": dict(self.info.attributes),
+            "attributes": self.attributes,
         }
 
     def __repr__(self) -> str:
