@@ -17,12 +17,11 @@ does; health, telemetry and every vNPU call fail with ``DCMI_ERR_CODE_DEVICE_NOT
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from accelpool.sim import allocator
+from accelpool.sim.section import StateSection
 from accelpool.spi import SimContext
 from accelpool_ascend import models
 from accelpool_ascend.driver import (
@@ -71,8 +70,7 @@ class SimulatedDcmi(DcmiDriver):
     """DCMI over a simulated fleet (see the module docstring)."""
 
     def __init__(self, sim: SimContext, key: str = "ascend") -> None:
-        self._store = sim.state
-        self._key = key
+        self._state = StateSection(sim.state, key)
         self._fleet = sim.fleet
         chips: list[SimChip] = []
         card = 0
@@ -103,15 +101,6 @@ class SimulatedDcmi(DcmiDriver):
         self._by_slot = {(c.card_id, c.device_id): c for c in chips}
 
     # -- state ---------------------------------------------------------------
-    def _read(self) -> dict[str, Any]:
-        state: dict[str, Any] = self._store.read().get(self._key, {})
-        return state
-
-    @contextmanager
-    def _write(self) -> Iterator[dict[str, Any]]:
-        with self._store.transaction() as doc:
-            yield doc.setdefault(self._key, {})
-
     @staticmethod
     def _vdevs(state: dict[str, Any], logic: int) -> dict[str, Any]:
         vdevs: dict[str, Any] = state.get("vdevs", {}).get(str(logic), {})
@@ -129,7 +118,7 @@ class SimulatedDcmi(DcmiDriver):
 
     def _live_chip(self, card_id: int, device_id: int, fn: str) -> tuple[SimChip, dict[str, Any]]:
         chip = self._chip(card_id, device_id, fn)
-        state = self._read()
+        state = self._state.read()
         self._alive(chip, state, fn)
         return chip, state
 
@@ -220,7 +209,7 @@ class SimulatedDcmi(DcmiDriver):
         template = chip.chip.template(template_name)
         if template is None:
             raise DcmiError(ERR_INVALID_PARAMETER, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(chip, state, fn)
             if not allocator.fits(self._free(chip, state), chip.chip.need(template)):
                 raise DcmiError(ERR_RESOURCE_OCCUPIED, fn)
@@ -254,7 +243,7 @@ class SimulatedDcmi(DcmiDriver):
     def destroy_vdevice(self, card_id: int, device_id: int, vdev_id: int) -> None:
         fn = "dcmi_set_destroy_vdevice"
         chip = self._chip(card_id, device_id, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(chip, state, fn)
             vdevs = self._vdevs(state, chip.logic_id)
             if str(vdev_id) not in vdevs:
@@ -279,7 +268,7 @@ class SimulatedDcmi(DcmiDriver):
         fn = "dcmi_get_device_info"
         chip, state = self._live_chip(card_id, device_id, fn)
         if state.get("faults", {}).get("poisoned", {}).get(str(chip.logic_id)) == vdev_id:
-            with self._write() as w:
+            with self._state.write() as w:
                 w["faults"]["poisoned"].pop(str(chip.logic_id), None)
             raise DcmiError(ERR_INNER_ERR, fn)
         v = self._vdevs(state, chip.logic_id).get(str(vdev_id))
@@ -302,7 +291,7 @@ class SimulatedDcmi(DcmiDriver):
         """Make chip ``logic_id`` misbehave from now on, in every process."""
         if logic_id not in {c.logic_id for c in self._chips}:
             raise DcmiError(ERR_INVALID_DEVICE_ID, "inject_fault")
-        with self._write() as state:
+        with self._state.write() as state:
             faults = state.setdefault("faults", {})
             name = {FAULT_DEVICE_LOST: "lost", FAULT_CREATE_MIDWAY: "create_midway"}[fault]
             listed = faults.setdefault(name, [])
@@ -310,5 +299,5 @@ class SimulatedDcmi(DcmiDriver):
                 listed.append(logic_id)
 
     def clear_faults(self) -> None:
-        with self._write() as state:
+        with self._state.write() as state:
             state.pop("faults", None)

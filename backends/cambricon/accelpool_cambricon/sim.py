@@ -20,12 +20,11 @@ every MIM/SMLU call fail with ``CNDEV_ERROR_IN_PROBLEM``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from accelpool.sim import allocator
+from accelpool.sim.section import StateSection
 from accelpool.spi import SimContext
 from accelpool_cambricon import models
 from accelpool_cambricon.driver import (
@@ -78,8 +77,7 @@ class SimulatedCndev(CndevDriver):
     """CNDev over a simulated fleet (see the module docstring)."""
 
     def __init__(self, sim: SimContext, key: str = "cambricon") -> None:
-        self._store = sim.state
-        self._key = key
+        self._state = StateSection(sim.state, key)
         self._fleet = sim.fleet
         mlus: list[SimMlu] = []
         card = 0
@@ -109,15 +107,6 @@ class SimulatedCndev(CndevDriver):
         self._mlus = mlus
 
     # -- state ---------------------------------------------------------------
-    def _read(self) -> dict[str, Any]:
-        state: dict[str, Any] = self._store.read().get(self._key, {})
-        return state
-
-    @contextmanager
-    def _write(self) -> Iterator[dict[str, Any]]:
-        with self._store.transaction() as doc:
-            yield doc.setdefault(self._key, {})
-
     def _mlu(self, device: int, fn: str) -> SimMlu:
         if not 0 <= device < len(self._mlus):
             raise CndevError(CNDEV_ERROR_INVALID_DEVICE_ID, fn)
@@ -130,7 +119,7 @@ class SimulatedCndev(CndevDriver):
 
     def _live(self, device: int, fn: str, mode: str | None = None) -> tuple[SimMlu, dict[str, Any]]:
         mlu = self._mlu(device, fn)
-        state = self._read()
+        state = self._state.read()
         self._alive(mlu, state, fn)
         if mode is not None and mlu.mode != mode:
             raise CndevError(CNDEV_ERROR_NOT_SUPPORTED, fn)
@@ -287,7 +276,7 @@ class SimulatedCndev(CndevDriver):
             else "cndevCreateMluInstanceByProfileIdWithPlacement"
         )
         mlu = self._mlu(device, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(mlu, state, fn)
             if mlu.mode != "mim":
                 raise CndevError(CNDEV_ERROR_NOT_SUPPORTED, fn)
@@ -342,7 +331,7 @@ class SimulatedCndev(CndevDriver):
         fn = "cndevGetMluInstanceInfo"
         mlu, state, instance_id = self._handle(mi_handle, fn, "mim")
         if mi_handle in state.get("faults", {}).get("poisoned", []):
-            with self._write() as w:
+            with self._state.write() as w:
                 w["faults"]["poisoned"].remove(mi_handle)
             raise CndevError(CNDEV_ERROR_UNKNOWN, fn)
         return self._mim_info(mlu, instance_id, self._table(state, "mim", mlu)[str(instance_id)])
@@ -364,7 +353,7 @@ class SimulatedCndev(CndevDriver):
         fn = "cndevDestroyMluInstanceByHandle"
         device, instance_id = mi_handle & 0xFF, mi_handle >> 8
         mlu = self._mlu(device, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(mlu, state, fn)
             table = state.get("mim", {}).get(str(mlu.index), {})
             if str(instance_id) not in table:
@@ -399,7 +388,7 @@ class SimulatedCndev(CndevDriver):
             or memory_bytes > mlu.model.memory_mb * MIB
         ):
             raise CndevError(CNDEV_ERROR_INVALID_ARGUMENT, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(mlu, state, fn)
             if mlu.mode != "smlu":
                 raise CndevError(CNDEV_ERROR_NOT_SUPPORTED, fn)
@@ -412,7 +401,7 @@ class SimulatedCndev(CndevDriver):
     def destroy_smlu_profile(self, device: int, profile_id: int) -> None:
         fn = "cndevDestroySMluProfileInfo"
         mlu = self._mlu(device, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(mlu, state, fn)
             profiles = state.get("smlu_profiles", {}).get(str(mlu.index), {})
             if str(profile_id) not in profiles:
@@ -445,7 +434,7 @@ class SimulatedCndev(CndevDriver):
     def create_smlu_instance(self, device: int, profile_id: int, name: str) -> int:
         fn = "cndevCreateSMluInstanceByProfileId"
         mlu = self._mlu(device, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(mlu, state, fn)
             if mlu.mode != "smlu":
                 raise CndevError(CNDEV_ERROR_NOT_SUPPORTED, fn)
@@ -504,7 +493,7 @@ class SimulatedCndev(CndevDriver):
         fn = "cndevDestroySMluInstanceByHandle"
         device, instance_id = mi_handle & 0xFF, mi_handle >> 8
         mlu = self._mlu(device, fn)
-        with self._write() as state:
+        with self._state.write() as state:
             self._alive(mlu, state, fn)
             table = state.get("smlu", {}).get(str(mlu.index), {})
             if str(instance_id) not in table:
@@ -516,11 +505,11 @@ class SimulatedCndev(CndevDriver):
         """Make chip ``index`` misbehave from now on, in every process."""
         self._mlu(index, "inject_fault")
         name = {FAULT_DEVICE_LOST: "lost", FAULT_CREATE_MIDWAY: "create_midway"}[fault]
-        with self._write() as state:
+        with self._state.write() as state:
             listed = state.setdefault("faults", {}).setdefault(name, [])
             if index not in listed:
                 listed.append(index)
 
     def clear_faults(self) -> None:
-        with self._write() as state:
+        with self._state.write() as state:
             state.pop("faults", None)
