@@ -20,7 +20,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 __all__ = ["NativeError", "NativeLibrary", "c_text"]
 
@@ -80,6 +80,14 @@ class NativeLibrary(abc.ABC):
         self._path = path
         self._fns: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_option(cls, library: Any) -> Self:
+        """The binding a backend option names: a path to the shared object, an already
+        loaded CDLL-like object, or None (search as :meth:`candidates` says)."""
+        if isinstance(library, str):
+            return cls(path=library)
+        return cls(lib=library)
 
     # -- what a subclass says ------------------------------------------------
     @abc.abstractmethod

@@ -135,3 +135,12 @@ def test_c_text_stops_at_the_first_nul() -> None:
     assert c_text(b"910B3\0garbage") == "910B3"
     assert c_text(b"  v1 \0") == "v1"
     assert c_text(b"\xff\0") == "\ufffd"
+
+
+def test_from_option_takes_a_path_or_a_loaded_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(Acme.env_var, raising=False)
+    assert Acme.from_option("/x/libacme.so").candidates() == ["/x/libacme.so"]
+    lib = FakeLib(AcmeImpl())
+    acme = Acme.from_option(lib)
+    assert isinstance(acme, Acme) and acme.load() is lib
+    assert Acme.from_option(None).candidates() == list(Acme.default_locations)

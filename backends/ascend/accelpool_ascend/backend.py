@@ -112,10 +112,7 @@ class AscendBackend(Backend):
         from accelpool_ascend.dcmi import DcmiLibrary
 
         # options["library"]: a path to libdcmi.so, or an already loaded CDLL-like object.
-        library = self.context.options.get("library")
-        if isinstance(library, str):
-            return DcmiLibrary(path=library)
-        return DcmiLibrary(lib=library)
+        return DcmiLibrary.from_option(self.context.options.get("library"))
 
     @property
     def driver(self) -> DcmiDriver:

@@ -109,10 +109,7 @@ class CambriconBackend(Backend):
         from accelpool_cambricon.cndev import CndevLibrary
 
         # options["library"]: a path to libcndev.so, or an already loaded CDLL-like object.
-        library = self.context.options.get("library")
-        if isinstance(library, str):
-            return CndevLibrary(path=library)
-        return CndevLibrary(lib=library)
+        return CndevLibrary.from_option(self.context.options.get("library"))
 
     @property
     def driver(self) -> CndevDriver:
