@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import sys
 import threading
 import uuid as uuidlib
 from collections import Counter
@@ -215,11 +216,14 @@ class NvidiaBackend(Backend):
         return version
 
     def _load_real_library(self) -> Any:
-        from accelpool_nvidia.simulator import NvmlLib
+        # Only a process that simulated before can have a simulated nvmlLib installed;
+        # do not import the simulator just to find out (it costs discovery time).
+        simulator = sys.modules.get("accelpool_nvidia.simulator")
+        sim_lib: type = getattr(simulator, "NvmlLib", type(None)) if simulator else type(None)
 
         with _PYNVML_LOCK:
             previous = pynvml.nvmlLib
-            if isinstance(previous, NvmlLib):
+            if previous is not None and isinstance(previous, sim_lib):
                 self._install(None)  # let pynvml load the real library
             try:
                 pynvml.nvmlInit()
@@ -241,7 +245,7 @@ class NvidiaBackend(Backend):
                     ) from None
                 raise from_nvml(e, "initialising NVML") from None
             finally:
-                if isinstance(previous, NvmlLib):
+                if previous is not None and isinstance(previous, sim_lib):
                     self._install(previous)
         return lib
 
