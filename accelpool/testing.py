@@ -313,6 +313,23 @@ def run_cli_with_sim(*args: str, sim: str | None = None) -> CliResult:
     return run_cli(*args, env=env)
 
 
+def write_fleet(
+    folder: Path, name: str, backend: str, entries: Sequence[tuple[str, int, dict[str, Any]]]
+) -> str:
+    """Write fleet file ``folder/NAME.toml`` of ``(model, count, options)`` entries of
+    ``backend``; returns its path."""
+    lines = [f'name = "{name}"']
+    for model, count, options in entries:
+        lines += ["[[devices]]", f'backend = "{backend}"', f'model = "{model}"']
+        lines.append(f"count = {count}")
+        if options:
+            lines.append("[devices.options]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    path = folder / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
 @contextmanager
 def sim_discovery(backend: str) -> Iterator[Callable[[str], Inventory]]:
     """Yield ``make(sim)``, which discovers a simulated fleet with only ``backend``.

@@ -1,4 +1,4 @@
-"""accelpool.sim.section: a backend's own part of the shared simulated-fleet state."""
+"""accelpool.sim.section (a backend's part of the fleet state) and the fleet-file helper."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from accelpool.sim.fleet import load_fleet
 from accelpool.sim.section import StateSection
 from accelpool.sim.state import StateStore
+from accelpool.testing import write_fleet
 
 
 def test_sections_of_one_store_are_kept_apart_and_seen_by_a_second_store(tmp_path: Path) -> None:
@@ -31,3 +33,16 @@ def test_a_write_that_raises_changes_nothing(tmp_path: Path) -> None:
         state["n"] = 2
         raise RuntimeError("midway")
     assert section.read() == {"n": 1}
+
+
+def test_write_fleet_writes_a_fleet_file_that_loads_back(tmp_path: Path) -> None:
+    path = write_fleet(
+        tmp_path, "two", "toy", [("Toy-8S", 2, {}), ("Toy-8S", 1, {"mode": "mim", "n": 3})]
+    )
+    assert path == str(tmp_path / "two.toml")
+    fleet = load_fleet(path)
+    assert fleet.name == "two"
+    assert [(d.backend, d.model, d.count, dict(d.options)) for d in fleet.devices] == [
+        ("toy", "Toy-8S", 2, {}),
+        ("toy", "Toy-8S", 1, {"mode": "mim", "n": 3}),
+    ]

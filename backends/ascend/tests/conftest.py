@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import accelpool
-from accelpool.testing import CliResult, run_cli_with_sim, sim_discovery
+from accelpool.testing import CliResult, run_cli_with_sim, sim_discovery, write_fleet
 
 
 @pytest.fixture
@@ -23,12 +23,8 @@ def ascend_fleet(tmp_path: Path) -> Callable[..., str]:
     """Write an Ascend fleet file with one entry per ``{model: count}`` item; returns its path."""
 
     def make(counts: dict[str, int], name: str = "ascend-test") -> str:
-        lines = [f'name = "{name}"']
-        for model, count in counts.items():
-            lines += ["[[devices]]", 'backend = "ascend"', f'model = "{model}"', f"count = {count}"]
-        path = tmp_path / f"{name}.toml"
-        path.write_text("\n".join(lines) + "\n")
-        return str(path)
+        entries = [(model, count, {}) for model, count in counts.items()]
+        return write_fleet(tmp_path, name, "ascend", entries)
 
     return make
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import accelpool
-from accelpool.testing import CliResult, run_cli_with_sim, sim_discovery
+from accelpool.testing import CliResult, run_cli_with_sim, sim_discovery, write_fleet
 
 
 @pytest.fixture
@@ -23,15 +23,10 @@ def mlu_fleet(tmp_path: Path) -> Callable[..., str]:
     """Write a Cambricon fleet file of ``(model, count, mode)`` entries; returns its path."""
 
     def make(*entries: tuple[str, int, str | None], name: str = "mlu-test") -> str:
-        lines = [f'name = "{name}"']
-        for model, count, mode in entries:
-            lines += ["[[devices]]", 'backend = "cambricon"', f'model = "{model}"']
-            lines.append(f"count = {count}")
-            if mode is not None:
-                lines += ["[devices.options]", f'mode = "{mode}"']
-        path = tmp_path / f"{name}.toml"
-        path.write_text("\n".join(lines) + "\n")
-        return str(path)
+        fleet = [
+            (model, count, {} if mode is None else {"mode": mode}) for model, count, mode in entries
+        ]
+        return write_fleet(tmp_path, name, "cambricon", fleet)
 
     return make
 
