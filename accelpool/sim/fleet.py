@@ -17,11 +17,8 @@ The core reads fleets; each backend's own simulator interprets ``model`` and
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -87,13 +84,21 @@ class Fleet:
         return removed
 
 
+# hashlib, tomllib and importlib.resources are imported where used: plain discovery
+# (no fleet) never needs them, and it is measured against a by-hand baseline.
+
+
 def preset_names() -> list[str]:
     """Names of the presets shipped with accelpool."""
+    from importlib import resources
+
     root = resources.files("accelpool.sim") / "presets"
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
 def _parse(text: str, *, source: str, key: str, default_name: str) -> Fleet:
+    import tomllib
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -128,6 +133,9 @@ def _parse(text: str, *, source: str, key: str, default_name: str) -> Fleet:
 
 def load_fleet(spec: str) -> Fleet:
     """A fleet from a preset name or a path to a TOML fleet file."""
+    import hashlib
+    from importlib import resources
+
     if spec in preset_names():
         text = (resources.files("accelpool.sim") / "presets" / f"{spec}.toml").read_text()
         return _parse(text, source=f"preset {spec}", key=spec, default_name=spec)

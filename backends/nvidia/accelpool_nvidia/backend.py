@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pynvml
 
@@ -44,10 +44,14 @@ from accelpool.types import (
 )
 from accelpool_nvidia import nvml_codes as rc
 from accelpool_nvidia.errors import from_nvml, from_oserror, nvml_errors, nvml_text
-from accelpool_nvidia.mdev import MdevSysfs, sysfs_pci
-from accelpool_nvidia.models import ARCH_NAMES, GI_PROFILE_COUNT, MIB, mig_profile_name
-from accelpool_nvidia.placement import Geometry, choose_placement
 from accelpool_nvidia.visibility import format_cuda_visible_devices
+
+if TYPE_CHECKING:
+    from accelpool_nvidia.mdev import MdevSysfs
+    from accelpool_nvidia.placement import Geometry
+
+# The MIG tables, placement search and mdev sysfs helpers are imported where used:
+# discovery on a machine without NVML never needs them (see benchmarks/bench_discovery.py).
 
 log = logging.getLogger("accelpool.nvidia")
 
@@ -116,6 +120,8 @@ class _GiProfile:
         return self.placements[0][1] if self.placements else 0
 
     def geometry(self) -> Geometry:
+        from accelpool_nvidia.placement import Geometry
+
         return Geometry(self.id, self.size, tuple(s for s, _ in self.placements), self.instances)
 
 
@@ -204,6 +210,8 @@ class NvidiaBackend(Backend):
             self._mdev = SimMdevSysfs(self._sim)
         else:
             self._lib = self._load_real_library()
+            from accelpool_nvidia.mdev import MdevSysfs
+
             root = self.context.options.get("sysfs_root") or os.environ.get(
                 "ACCELPOOL_NVIDIA_SYSFS_ROOT", "/sys"
             )
@@ -295,6 +303,8 @@ class NvidiaBackend(Backend):
             return result
 
     def _device_info(self, index: int, h: Any, driver: str, cuda: int) -> DeviceInfo:
+        from accelpool_nvidia.models import ARCH_NAMES
+
         uuid = _str(pynvml.nvmlDeviceGetUUID(h))
         name = _str(pynvml.nvmlDeviceGetName(h))
         total = int(pynvml.nvmlDeviceGetMemoryInfo(h).total)
@@ -351,6 +361,8 @@ class NvidiaBackend(Backend):
 
         A GPU's profile table never changes, so it is read once per GPU (MIG enabled).
         """
+        from accelpool_nvidia.models import GI_PROFILE_COUNT, mig_profile_name
+
         cached = self._gi_cache.get(device.native_id)
         if cached is not None:
             return cached
@@ -424,6 +436,8 @@ class NvidiaBackend(Backend):
         return found
 
     def _mig_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
+        from accelpool_nvidia.models import MIB
+
         profiles = self._gi_profiles(h, device)
         by_id = {p.id: p for p in profiles}
         migs = self._mig_devices(h)
@@ -494,6 +508,8 @@ class NvidiaBackend(Backend):
 
     @staticmethod
     def _profile_of(p: _GiProfile, remaining: int) -> PartitionProfile:
+        from accelpool_nvidia.models import MIB
+
         return PartitionProfile(
             name=p.name,
             kind="mig",
@@ -566,6 +582,8 @@ class NvidiaBackend(Backend):
         profiles: Sequence[_GiProfile],
         placement: int | None,
     ) -> PartitionInfo:
+        from accelpool_nvidia.placement import choose_placement
+
         dev_id = self._dev_id(device)
         action = f"creating partition {prof.name} on {dev_id}"
         starts = [s for s, _ in prof.placements]
@@ -618,6 +636,8 @@ class NvidiaBackend(Backend):
         self, device: DeviceInfo, h: Any, prof: _GiProfile, gi: Any, action: str
     ) -> PartitionInfo:
         """Give a new GPU instance its full compute instance; roll back on any failure."""
+        from accelpool_nvidia.models import MIB
+
         ci = None
         try:
             ci_info = self._full_ci_profile(gi, prof.slices)
@@ -764,6 +784,8 @@ class NvidiaBackend(Backend):
         return {int(t): self._vgpu_name(int(t)) for t in ids}
 
     def _mdev_of(self, device: DeviceInfo) -> tuple[MdevSysfs, str]:
+        from accelpool_nvidia.mdev import sysfs_pci
+
         if self._mdev is None:
             raise UnsupportedOperation("no mediated-device sysfs interface is configured")
         return self._mdev, sysfs_pci(str(device.attributes.get("nvidia.com/pciBusID", "")))
