@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from accelpool.capabilities import Capabilities, Capability
 from accelpool.errors import (
@@ -26,7 +26,6 @@ from accelpool.errors import (
     PermissionDenied,
     UnsupportedOperation,
 )
-from accelpool.sim import allocator
 from accelpool.spi import FAULTS, Backend, BackendContext, Target
 from accelpool.types import (
     AttributeValue,
@@ -37,8 +36,7 @@ from accelpool.types import (
     PartitionProfile,
     Telemetry,
 )
-from accelpool_ascend import models
-from accelpool_ascend.driver import (
+from accelpool_ascend.library import (
     ERR_DEVICE_NOT_EXIST,
     ERR_INVALID_DEVICE_ID,
     ERR_INVALID_PARAMETER,
@@ -47,12 +45,16 @@ from accelpool_ascend.driver import (
     ERR_OPER_NOT_PERMITTED,
     ERR_RESOURCE_OCCUPIED,
     UTILIZATION_AICORE,
-    DcmiDriver,
     DcmiError,
+    DcmiLoader,
     DcmiUnavailable,
-    SocResource,
-    VdevInfo,
 )
+
+if TYPE_CHECKING:
+    # Only for annotations: discovery on a host without DCMI must not import these
+    # (the driver interface, chip models); the methods that need them import them.
+    from accelpool_ascend import models
+    from accelpool_ascend.driver import DcmiDriver, SocResource, VdevInfo
 
 T = TypeVar("T")
 log = logging.getLogger("accelpool.ascend")
@@ -109,10 +111,14 @@ class AscendBackend(Backend):
             from accelpool_ascend.sim import SimulatedDcmi
 
             return SimulatedDcmi(self.context.sim, key=self.name)
+        # options["library"]: a path to libdcmi.so, or an already loaded CDLL-like object.
+        # Open it before importing the binding's signature tables: on most hosts it is
+        # absent, and discovery should learn that cheaply (DcmiUnavailable from here).
+        loader = DcmiLoader.from_option(self.context.options.get("library"))
+        lib = loader.load()
         from accelpool_ascend.dcmi import DcmiLibrary
 
-        # options["library"]: a path to libdcmi.so, or an already loaded CDLL-like object.
-        return DcmiLibrary.from_option(self.context.options.get("library"))
+        return DcmiLibrary(lib=lib, path=loader.path)
 
     @property
     def driver(self) -> DcmiDriver:
@@ -190,6 +196,8 @@ class AscendBackend(Backend):
             return self._chips
 
     def _read_chips(self) -> list[_Chip]:
+        from accelpool_ascend import models
+
         drv = self.driver
         chips = []
         for card in drv.card_list():
@@ -295,6 +303,9 @@ class AscendBackend(Backend):
 
     # -- SPI: partitions ------------------------------------------------------------
     def profiles(self, device: DeviceInfo) -> Sequence[PartitionProfile]:
+        from accelpool.sim import allocator
+        from accelpool_ascend import models
+
         chip = self._chip(device)
         self._alive(chip)
         model = chip.model
@@ -366,6 +377,9 @@ class AscendBackend(Backend):
     def create_partition(
         self, device: DeviceInfo, profile: str, placement: int | None = None
     ) -> PartitionInfo:
+        from accelpool.sim import allocator
+        from accelpool_ascend import models
+
         chip = self._chip(device)
         self._alive(chip)
         model = chip.model

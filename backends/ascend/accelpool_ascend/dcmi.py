@@ -29,7 +29,7 @@ from ctypes import (
 )
 from typing import Any, ClassVar
 
-from accelpool.native import NativeLibrary, c_text
+from accelpool.native import c_text
 from accelpool_ascend.driver import (
     DIE_VDIE,
     MAIN_CMD_VDEV_MNG,
@@ -40,19 +40,16 @@ from accelpool_ascend.driver import (
     ChipInfo,
     DcmiDriver,
     DcmiError,
-    DcmiUnavailable,
     HbmInfo,
     MemoryInfo,
     SocResource,
     VdevCreated,
     VdevInfo,
 )
-
-LIBRARY_NAME = "libdcmi.so"
-#: Where the Ascend driver package installs DCMI when it is not on the loader path.
-DEFAULT_LOCATIONS = (LIBRARY_NAME, "/usr/local/dcmi/libdcmi.so")
-#: Environment variable naming the library explicitly.
-LIBRARY_ENV = "ACCELPOOL_DCMI_LIBRARY"
+from accelpool_ascend.library import DEFAULT_LOCATIONS as DEFAULT_LOCATIONS
+from accelpool_ascend.library import LIBRARY_ENV as LIBRARY_ENV
+from accelpool_ascend.library import LIBRARY_NAME as LIBRARY_NAME
+from accelpool_ascend.library import DcmiLoader
 
 MAX_CHIP_NAME_LEN = 32
 TEMPLATE_NAME_LEN = 32
@@ -244,32 +241,15 @@ SIGNATURES: dict[str, list[Any]] = {
 }
 
 
-class DcmiLibrary(NativeLibrary, DcmiDriver):
+class DcmiLibrary(DcmiLoader, DcmiDriver):
     """:class:`DcmiDriver` over the real ``libdcmi.so``.
 
     ``lib`` replaces the loaded library (tests pass an object whose attributes are
-    the C functions); ``path`` names the shared object to open.
+    the C functions); ``path`` names the shared object to open. Loading and its errors
+    are :class:`~accelpool_ascend.library.DcmiLoader`'s; this class adds the signatures.
     """
 
-    library_name = LIBRARY_NAME
-    default_locations = DEFAULT_LOCATIONS
-    env_var = LIBRARY_ENV
     signatures: ClassVar = {name: (c_int, argtypes) for name, argtypes in SIGNATURES.items()}
-
-    def not_found(self, detail: str) -> Exception:
-        return DcmiUnavailable(
-            f"Ascend DCMI library not found ({LIBRARY_NAME}){detail}: install the "
-            f"Ascend NPU driver, set {LIBRARY_ENV} to its path, or use a simulated "
-            "fleet with --sim"
-        )
-
-    def missing_function(self, name: str, library: str) -> Exception:
-        return DcmiUnavailable(
-            f"{library} has no {name}; the Ascend driver is too old for this operation"
-        )
-
-    def failed(self, code: int, name: str) -> Exception:
-        return DcmiError(code, name)
 
     # -- DcmiDriver --------------------------------------------------------
     def init(self) -> None:
