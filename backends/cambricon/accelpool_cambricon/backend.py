@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from accelpool.capabilities import Capabilities, Capability
 from accelpool.errors import (
@@ -30,7 +29,6 @@ from accelpool.errors import (
     PermissionDenied,
     UnsupportedOperation,
 )
-from accelpool.sim import allocator
 from accelpool.spi import FAULTS, Backend, BackendContext, Target
 from accelpool.types import (
     AttributeValue,
@@ -41,8 +39,7 @@ from accelpool.types import (
     Placement,
     Telemetry,
 )
-from accelpool_cambricon import models
-from accelpool_cambricon.driver import (
+from accelpool_cambricon.library import (
     CNDEV_ERROR_DUPLICATE,
     CNDEV_ERROR_IN_PROBLEM,
     CNDEV_ERROR_IN_USE,
@@ -53,12 +50,15 @@ from accelpool_cambricon.driver import (
     CNDEV_ERROR_NOT_FOUND,
     CNDEV_ERROR_NOT_SUPPORTED,
     HEALTH_GOOD,
-    CndevDriver,
     CndevError,
+    CndevLoader,
     CndevUnavailable,
-    MimInstanceInfo,
-    SmluInstanceInfo,
 )
+
+if TYPE_CHECKING:
+    # Only for annotations: discovery on a host without CNDev must not import the
+    # driver interface; the methods that need the card models import them.
+    from accelpool_cambricon.driver import CndevDriver, MimInstanceInfo, SmluInstanceInfo
 
 T = TypeVar("T")
 log = logging.getLogger("accelpool.cambricon")
@@ -88,6 +88,8 @@ class _Mlu:
 
 def _shape(quota: int, memory_bytes: int, cores: int) -> tuple[str, int]:
     """Profile name and compute units of an SMLU share (compute rounded down)."""
+    from accelpool_cambricon import models
+
     return models.smlu_name(quota, memory_bytes // MIB), cores * quota // 100
 
 
@@ -106,10 +108,14 @@ class CambriconBackend(Backend):
             from accelpool_cambricon.sim import SimulatedCndev
 
             return SimulatedCndev(self.context.sim, key=self.name)
+        # options["library"]: a path to libcndev.so, or an already loaded CDLL-like object.
+        # Open it before importing the binding's signature tables: on most hosts it is
+        # absent, and discovery should learn that cheaply (CndevUnavailable from here).
+        loader = CndevLoader.from_option(self.context.options.get("library"))
+        lib = loader.load()
         from accelpool_cambricon.cndev import CndevLibrary
 
-        # options["library"]: a path to libcndev.so, or an already loaded CDLL-like object.
-        return CndevLibrary.from_option(self.context.options.get("library"))
+        return CndevLibrary(lib=lib, path=loader.path)
 
     @property
     def driver(self) -> CndevDriver:
@@ -183,6 +189,8 @@ class CambriconBackend(Backend):
             return self._mlus
 
     def _read_mlus(self) -> list[_Mlu]:
+        from accelpool_cambricon import models
+
         drv = self.driver
         out = []
         for index in range(drv.device_count()):
@@ -291,6 +299,8 @@ class CambriconBackend(Backend):
 
     def _mim_profiles(self, mlu: _Mlu) -> list[tuple[PartitionProfile, int]]:
         """MIM profiles of ``mlu`` with their CNDev profile ids."""
+        from accelpool_cambricon import models
+
         drv, h = self.driver, mlu.handle
         doing = f"reading MIM profiles of {self.name}:{mlu.index}"
         out = []
@@ -325,6 +335,8 @@ class CambriconBackend(Backend):
         return out
 
     def _smlu_used(self, mlu: _Mlu) -> tuple[list[SmluInstanceInfo], dict[str, int]]:
+        from accelpool.sim import allocator
+
         doing = f"reading SMLU instances of {self.name}:{mlu.index}"
         instances = self._do(doing, lambda: self.driver.all_smlu_instances(mlu.handle))
         free = allocator.remaining(
@@ -335,9 +347,14 @@ class CambriconBackend(Backend):
 
     @staticmethod
     def _smlu_total(mlu: _Mlu) -> dict[str, int]:
+        from accelpool_cambricon import models
+
         return {"vcore": models.SMLU_VCORE_UNITS, "memory": mlu.info.memory_bytes}
 
     def _smlu_profiles(self, mlu: _Mlu) -> list[PartitionProfile]:
+        from accelpool.sim import allocator
+        from accelpool_cambricon import models
+
         _, free = self._smlu_used(mlu)
         total = self._smlu_total(mlu)
         out = []
@@ -427,7 +444,9 @@ class CambriconBackend(Backend):
 
     @staticmethod
     def _instance_name() -> str:
-        return f"accelpool-{uuidlib.uuid4().hex[:12]}"
+        import uuid
+
+        return f"accelpool-{uuid.uuid4().hex[:12]}"
 
     def _create_mim(self, mlu: _Mlu, profile: str, placement: int | None) -> PartitionInfo:
         drv, h = self.driver, mlu.handle
@@ -491,6 +510,9 @@ class CambriconBackend(Backend):
             ) from None
 
     def _create_smlu(self, mlu: _Mlu, profile: str, placement: int | None) -> PartitionInfo:
+        from accelpool.sim import allocator
+        from accelpool_cambricon import models
+
         drv, h = self.driver, mlu.handle
         shares = ", ".join(p.name for p in self._smlu_profiles(mlu))
         parsed = models.parse_smlu_name(profile)

@@ -29,26 +29,23 @@ from ctypes import (
 )
 from typing import Any, ClassVar
 
-from accelpool.native import NativeLibrary, c_text
+from accelpool.native import c_text
 from accelpool_cambricon.driver import (
     CNDEV_ERROR_INSUFFICIENT_SPACE,
     CNDEV_ERROR_INVALID_ARGUMENT,
     CNDEV_VERSION,
     CndevDriver,
     CndevError,
-    CndevUnavailable,
     MemoryUsage,
     MimInstanceInfo,
     MimProfileInfo,
     SmluInstanceInfo,
     SmluProfileInfo,
 )
-
-LIBRARY_NAME = "libcndev.so"
-#: Where the Cambricon driver package (Neuware) installs CNDev when it is not on the path.
-DEFAULT_LOCATIONS = (LIBRARY_NAME, "/usr/local/neuware/lib64/libcndev.so")
-#: Environment variable naming the library explicitly.
-LIBRARY_ENV = "ACCELPOOL_CNDEV_LIBRARY"
+from accelpool_cambricon.library import DEFAULT_LOCATIONS as DEFAULT_LOCATIONS
+from accelpool_cambricon.library import LIBRARY_ENV as LIBRARY_ENV
+from accelpool_cambricon.library import LIBRARY_NAME as LIBRARY_NAME
+from accelpool_cambricon.library import CndevLoader
 
 UUID_SIZE = 37
 NAME_SIZE = 100  # CNDEV_MLUINSTANCE_PROFILE_NAME_BUFFER_SIZE / ..._DEVICE_NODE_NAME_...
@@ -322,32 +319,16 @@ def _smlu_info(s: cndevSMluInfo_t) -> SmluInstanceInfo:
     )
 
 
-class CndevLibrary(NativeLibrary, CndevDriver):
+class CndevLibrary(CndevLoader, CndevDriver):
     """:class:`CndevDriver` over the real ``libcndev.so``.
 
     ``lib`` replaces the loaded library (tests pass an object whose attributes are
-    the C functions); ``path`` names the shared object to open.
+    the C functions); ``path`` names the shared object to open. Loading and its errors
+    are :class:`~accelpool_cambricon.library.CndevLoader`'s; this class adds the
+    signatures.
     """
 
-    library_name = LIBRARY_NAME
-    default_locations = DEFAULT_LOCATIONS
-    env_var = LIBRARY_ENV
     signatures = SIGNATURES
-
-    def not_found(self, detail: str) -> Exception:
-        return CndevUnavailable(
-            f"Cambricon CNDev library not found ({LIBRARY_NAME}){detail}: install "
-            f"the Cambricon MLU driver, set {LIBRARY_ENV} to its path, or use a "
-            "simulated fleet with --sim"
-        )
-
-    def missing_function(self, name: str, library: str) -> Exception:
-        return CndevUnavailable(
-            f"{library} has no {name}; the Cambricon driver is too old for this operation"
-        )
-
-    def failed(self, code: int, name: str) -> Exception:
-        return CndevError(code, name)
 
     # -- CndevDriver: identity -----------------------------------------------
     def init(self) -> None:
