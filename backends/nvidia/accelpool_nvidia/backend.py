@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import threading
-import uuid as uuidlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -905,7 +904,9 @@ class NvidiaBackend(Backend):
             else:
                 why = "every instance of this type is in use; destroy one first"
             raise InsufficientCapacity(f"{action}: {why}")
-        mdev_uuid = str(uuidlib.uuid4())
+        import uuid  # only vGPU creation needs it
+
+        mdev_uuid = str(uuid.uuid4())
         try:
             mdev.create(pci, type_id, mdev_uuid)
         except OSError as e:
