@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from accelpool.capabilities import Capabilities
 from accelpool.errors import AccelPoolError, InvalidRequest, NotFound
 from accelpool.registry import LoadedBackend, load_backends, safe_call_error
-from accelpool.sim.fleet import Fleet, load_fleet
 from accelpool.spi import Backend, Target
 from accelpool.types import (
     AttributeValue,
@@ -28,6 +27,9 @@ from accelpool.types import (
     Scope,
     Telemetry,
 )
+
+if TYPE_CHECKING:
+    from accelpool.sim.fleet import Fleet
 
 T = TypeVar("T")
 
@@ -327,10 +329,12 @@ def _split_ref(ref: str, what: str) -> tuple[str, str, str]:
 
 def resolve_fleet(sim: str | Fleet | None) -> Fleet | None:
     """The fleet to simulate: the argument, else ``$ACCELPOOL_SIM``, else none."""
-    if isinstance(sim, Fleet):
-        return sim
     spec = sim if sim is not None else os.environ.get("ACCELPOOL_SIM") or None
-    return load_fleet(spec) if spec else None
+    if not spec:
+        return None
+    from accelpool.sim.fleet import Fleet, load_fleet  # only when simulating
+
+    return spec if isinstance(spec, Fleet) else load_fleet(spec)
 
 
 def discover(sim: str | Fleet | None = None, backends: Sequence[str] | None = None) -> Inventory:

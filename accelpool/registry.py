@@ -14,12 +14,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accelpool.errors import AccelPoolError, BackendUnavailable
-from accelpool.sim.fleet import Fleet
 from accelpool.spi import Backend, BackendContext, SimContext
 from accelpool.types import BackendStatus
+
+if TYPE_CHECKING:
+    from accelpool.sim.fleet import Fleet
 
 log = logging.getLogger("accelpool.registry")
 

@@ -19,12 +19,10 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capabilities, Capability
 from accelpool.errors import AccelPoolError, UnsupportedOperation
-from accelpool.sim.fleet import FleetDevice
-from accelpool.sim.state import StateStore
 from accelpool.types import (
     AttributeValue,
     BackendStatus,
@@ -36,6 +34,10 @@ from accelpool.types import (
     Placement,
     Telemetry,
 )
+
+if TYPE_CHECKING:  # fleets are only loaded when simulating
+    from accelpool.sim.fleet import FleetDevice
+    from accelpool.sim.state import StateStore
 
 __all__ = [
     "FAULTS",
