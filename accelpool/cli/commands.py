@@ -96,10 +96,12 @@ def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
         return 0
     rows: list[tuple[Any, ...]] = []
     for d in devices:
-        rows.append((d.id, d.model, human_bytes(d.memory_bytes), d.compute_units, ""))
+        ref = f"{d.backend}:{d.index}"  # the short name users type: accelpool profiles nvidia:0
+        rows.append((ref, d.id, d.model, human_bytes(d.memory_bytes), d.compute_units, ""))
         for p in d.partitions():
             rows.append(
                 (
+                    "",
                     f"  {p.id}",
                     f"  {p.profile} ({p.kind})",
                     human_bytes(p.memory_bytes),
@@ -108,7 +110,7 @@ def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
                 )
             )
     if rows:
-        print_table(("ID", "MODEL / PROFILE", "MEMORY", "COMPUTE", "SCOPE"), rows)
+        print_table(("DEVICE", "ID", "MODEL / PROFILE", "MEMORY", "COMPUTE", "SCOPE"), rows)
     else:
         print("No devices found.")
     down = [s for s in inv.backends() if not s.available]
