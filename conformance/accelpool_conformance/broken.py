@@ -8,7 +8,7 @@ invariant; a vendor may do the same to see what a failure looks like::
     from accelpool_conformance import run
     from accelpool_conformance.broken import ToyFleet
 
-    result = run("toy", inventory_factory=ToyFleet("/tmp/t/state.json", flaw="stale-partitions"))
+    result = run("toy", inventory_factory=ToyFleet("state.json", flaw="stale-partitions"))
     [t["message"] for t in result.failures()]
 """
 
