@@ -9,15 +9,14 @@ more fit, which variables make a target visible); the driver owns the state.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capabilities, Capability
+from accelpool.driver_backend import DriverBackend
 from accelpool.errors import (
     AccelPoolError,
-    BackendUnavailable,
     DeviceLost,
     InsufficientCapacity,
     InUse,
@@ -26,7 +25,8 @@ from accelpool.errors import (
     PermissionDenied,
     UnsupportedOperation,
 )
-from accelpool.spi import FAULTS, Backend, BackendContext, Target
+from accelpool.native import NativeError
+from accelpool.spi import Target
 from accelpool.types import (
     AttributeValue,
     DeviceInfo,
@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     # (the driver interface, chip models); the methods that need them import them.
     from accelpool_ascend import models
     from accelpool_ascend.driver import DcmiDriver, SocResource, VdevInfo
+    from accelpool_ascend.sim import SimulatedDcmi
 
-T = TypeVar("T")
 log = logging.getLogger("accelpool.ascend")
 MIB = 1 << 20
 VENDOR = "Huawei"
@@ -96,67 +96,39 @@ def _describe_need(need: dict[str, int]) -> str:
     return ", ".join(f"{need[k]} {names[k]}" for k in names if k in need)
 
 
-class AscendBackend(Backend):
+class AscendBackend(DriverBackend["DcmiDriver", _Chip]):
     """Ascend NPUs through DCMI; vNPUs from the chip's templates (scope ``device``)."""
 
-    def __init__(self, context: BackendContext) -> None:
-        super().__init__(context)
-        self._driver: DcmiDriver | None = None
-        self._chips: list[_Chip] | None = None
-        self._lock = threading.Lock()
+    # options["library"]: a path to libdcmi.so, or an already loaded CDLL-like object.
+    loader = DcmiLoader
+    unavailable_error = DcmiUnavailable
+    driver_error = DcmiError
+    init_failure = "dcmi_init failed ({name}); check the Ascend driver with 'npu-smi info'"
+    listing = "listing Ascend devices"
 
     # -- driver ---------------------------------------------------------------
-    def _make_driver(self) -> DcmiDriver:
-        if self.context.sim is not None:
-            from accelpool_ascend.sim import SimulatedDcmi
+    def _simulator(self) -> type[SimulatedDcmi]:
+        from accelpool_ascend.sim import SimulatedDcmi
 
-            return SimulatedDcmi(self.context.sim, key=self.name)
-        # options["library"]: a path to libdcmi.so, or an already loaded CDLL-like object.
-        # Open it before importing the binding's signature tables: on most hosts it is
-        # absent, and discovery should learn that cheaply (DcmiUnavailable from here).
-        loader = DcmiLoader.from_option(self.context.options.get("library"))
-        lib = loader.load()
+        return SimulatedDcmi
+
+    def _binding(self, lib: Any, path: str | None) -> DcmiDriver:
         from accelpool_ascend.dcmi import DcmiLibrary
 
-        return DcmiLibrary(lib=lib, path=loader.path)
+        return DcmiLibrary(lib=lib, path=path)
 
-    @property
-    def driver(self) -> DcmiDriver:
-        """The DCMI driver in use (created and initialised on first use)."""
-        if self._driver is None:
-            self.probe()
-        assert self._driver is not None
-        return self._driver
+    def _driver_version(self, driver: DcmiDriver) -> str:
+        return driver.version()
 
-    @property
-    def simulated(self) -> bool:
-        return self.context.sim is not None
+    def _close_driver(self, driver: DcmiDriver) -> None:
+        driver.close()
 
-    def probe(self) -> str | None:
-        try:
-            driver = self._make_driver()
-            driver.init()
-        except DcmiUnavailable as e:
-            raise BackendUnavailable(str(e)) from None
-        except DcmiError as e:
-            raise BackendUnavailable(
-                f"dcmi_init failed ({e.name}); check the Ascend driver with 'npu-smi info'",
-                vendor_code=e.code,
-                vendor_message=e.vendor_message,
-            ) from None
-        self._driver = driver
-        try:
-            return driver.version()
-        except (DcmiError, DcmiUnavailable):
-            return None
-
-    def close(self) -> None:
-        if self._driver is not None:
-            self._driver.close()
+    def _fault_index(self, device: DeviceInfo) -> int:
+        return self._chip(device).logic_id
 
     # -- error mapping ----------------------------------------------------------
-    def _error(self, e: DcmiError, doing: str, context: str = "") -> AccelPoolError:
-        kw = {"vendor_code": e.code, "vendor_message": e.vendor_message}
+    def _error(self, e: NativeError, doing: str, context: str = "") -> AccelPoolError:
+        kw: dict[str, Any] = {"vendor_code": e.code, "vendor_message": e.vendor_message}
         code = e.code
         if code == ERR_DEVICE_NOT_EXIST:
             return DeviceLost(
@@ -180,22 +152,8 @@ class AscendBackend(Backend):
             return UnsupportedOperation(f"{doing}: not supported by this NPU or driver", **kw)
         return AccelPoolError(f"{doing}: DCMI call failed", **kw)
 
-    def _do(self, doing: str, call: Callable[[], T], context: str = "") -> T:
-        try:
-            return call()
-        except DcmiError as e:
-            raise self._error(e, doing, context) from None
-        except DcmiUnavailable as e:
-            raise UnsupportedOperation(f"{doing}: {e}") from None
-
     # -- enumeration --------------------------------------------------------------
-    def _enumerate(self) -> list[_Chip]:
-        with self._lock:
-            if self._chips is None:
-                self._chips = self._do("listing Ascend devices", self._read_chips)
-            return self._chips
-
-    def _read_chips(self) -> list[_Chip]:
+    def _read_devices(self) -> list[_Chip]:
         from accelpool_ascend import models
 
         drv = self.driver
@@ -574,25 +532,6 @@ class AscendBackend(Backend):
                 ExecutionProvider("CPUExecutionProvider"),
             )
         )
-
-    # -- SPI: faults (simulator only) -------------------------------------------------
-    def inject_fault(self, fault: str, device: DeviceInfo) -> None:
-        from accelpool_ascend.sim import SimulatedDcmi
-
-        drv = self.driver
-        if not isinstance(drv, SimulatedDcmi):
-            raise UnsupportedOperation("fault injection needs a simulated fleet (--sim)")
-        if fault not in FAULTS:
-            raise InvalidRequest(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
-        drv.inject_fault(fault, self._chip(device).logic_id)
-
-    def clear_faults(self) -> None:
-        from accelpool_ascend.sim import SimulatedDcmi
-
-        drv = self.driver
-        if not isinstance(drv, SimulatedDcmi):
-            raise UnsupportedOperation("fault injection needs a simulated fleet (--sim)")
-        drv.clear_faults()
 
 
 def _logic(item: tuple[_Chip, VdevInfo | None]) -> int:
