@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capabilities, Capability
+from accelpool.driver_backend import DriverBackend
 from accelpool.errors import (
     AccelPoolError,
-    BackendUnavailable,
     DeviceLost,
     InsufficientCapacity,
     InUse,
@@ -29,7 +28,8 @@ from accelpool.errors import (
     PermissionDenied,
     UnsupportedOperation,
 )
-from accelpool.spi import FAULTS, Backend, BackendContext, Target
+from accelpool.native import NativeError
+from accelpool.spi import Target
 from accelpool.types import (
     AttributeValue,
     DeviceInfo,
@@ -59,8 +59,8 @@ if TYPE_CHECKING:
     # Only for annotations: discovery on a host without CNDev must not import the
     # driver interface; the methods that need the card models import them.
     from accelpool_cambricon.driver import CndevDriver, MimInstanceInfo, SmluInstanceInfo
+    from accelpool_cambricon.sim import SimulatedCndev
 
-T = TypeVar("T")
 log = logging.getLogger("accelpool.cambricon")
 MIB = 1 << 20
 VENDOR = "Cambricon"
@@ -93,69 +93,41 @@ def _shape(quota: int, memory_bytes: int, cores: int) -> tuple[str, int]:
     return models.smlu_name(quota, memory_bytes // MIB), cores * quota // 100
 
 
-class CambriconBackend(Backend):
+class CambriconBackend(DriverBackend["CndevDriver", _Mlu]):
     """Cambricon MLUs through CNDev; MIM and SMLU partitions (scope ``device``)."""
 
-    def __init__(self, context: BackendContext) -> None:
-        super().__init__(context)
-        self._driver: CndevDriver | None = None
-        self._mlus: list[_Mlu] | None = None
-        self._lock = threading.Lock()
+    # options["library"]: a path to libcndev.so, or an already loaded CDLL-like object.
+    loader = CndevLoader
+    unavailable_error = CndevUnavailable
+    driver_error = CndevError
+    init_failure = "cndevInit failed ({name}); check the MLU driver with 'cnmon'"
+    listing = "listing Cambricon devices"
 
     # -- driver ---------------------------------------------------------------
-    def _make_driver(self) -> CndevDriver:
-        if self.context.sim is not None:
-            from accelpool_cambricon.sim import SimulatedCndev
+    def _simulator(self) -> type[SimulatedCndev]:
+        from accelpool_cambricon.sim import SimulatedCndev
 
-            return SimulatedCndev(self.context.sim, key=self.name)
-        # options["library"]: a path to libcndev.so, or an already loaded CDLL-like object.
-        # Open it before importing the binding's signature tables: on most hosts it is
-        # absent, and discovery should learn that cheaply (CndevUnavailable from here).
-        loader = CndevLoader.from_option(self.context.options.get("library"))
-        lib = loader.load()
+        return SimulatedCndev
+
+    def _binding(self, lib: Any, path: str | None) -> CndevDriver:
         from accelpool_cambricon.cndev import CndevLibrary
 
-        return CndevLibrary(lib=lib, path=loader.path)
+        return CndevLibrary(lib=lib, path=path)
 
-    @property
-    def driver(self) -> CndevDriver:
-        """The CNDev driver in use (created and initialised on first use)."""
-        if self._driver is None:
-            self.probe()
-        assert self._driver is not None
-        return self._driver
+    def _driver_version(self, driver: CndevDriver) -> str:
+        return driver.lib_version()
 
-    @property
-    def simulated(self) -> bool:
-        return self.context.sim is not None
+    def _close_driver(self, driver: CndevDriver) -> None:
+        # Releasing is best effort; nothing of the user's is held here.
+        with contextlib.suppress(CndevError, CndevUnavailable):
+            driver.release()
 
-    def probe(self) -> str | None:
-        try:
-            driver = self._make_driver()
-            driver.init()
-        except CndevUnavailable as e:
-            raise BackendUnavailable(str(e)) from None
-        except CndevError as e:
-            raise BackendUnavailable(
-                f"cndevInit failed ({e.name}); check the MLU driver with 'cnmon'",
-                vendor_code=e.code,
-                vendor_message=e.vendor_message,
-            ) from None
-        self._driver = driver
-        try:
-            return driver.lib_version()
-        except (CndevError, CndevUnavailable):
-            return None
-
-    def close(self) -> None:
-        if self._driver is not None:
-            # Releasing is best effort; nothing of the user's is held here.
-            with contextlib.suppress(CndevError, CndevUnavailable):
-                self._driver.release()
+    def _fault_index(self, device: DeviceInfo) -> int:
+        return self._mlu(device).index
 
     # -- error mapping ----------------------------------------------------------
-    def _error(self, e: CndevError, doing: str, context: str = "") -> AccelPoolError:
-        kw = {"vendor_code": e.code, "vendor_message": e.vendor_message}
+    def _error(self, e: NativeError, doing: str, context: str = "") -> AccelPoolError:
+        kw: dict[str, Any] = {"vendor_code": e.code, "vendor_message": e.vendor_message}
         code = e.code
         if code == CNDEV_ERROR_IN_PROBLEM:
             return DeviceLost(f"{doing}: the MLU is in problem; check 'cnmon' and reset it", **kw)
@@ -173,22 +145,8 @@ class CambriconBackend(Backend):
             return UnsupportedOperation(f"{doing}: not supported by this MLU or driver", **kw)
         return AccelPoolError(f"{doing}: CNDev call failed", **kw)
 
-    def _do(self, doing: str, call: Callable[[], T], context: str = "") -> T:
-        try:
-            return call()
-        except CndevError as e:
-            raise self._error(e, doing, context) from None
-        except CndevUnavailable as e:
-            raise UnsupportedOperation(f"{doing}: {e}") from None
-
     # -- enumeration --------------------------------------------------------------
-    def _enumerate(self) -> list[_Mlu]:
-        with self._lock:
-            if self._mlus is None:
-                self._mlus = self._do("listing Cambricon devices", self._read_mlus)
-            return self._mlus
-
-    def _read_mlus(self) -> list[_Mlu]:
+    def _read_devices(self) -> list[_Mlu]:
         from accelpool_cambricon import models
 
         drv = self.driver
@@ -697,25 +655,6 @@ class CambriconBackend(Backend):
 
     def onnx_placement(self, target: Target) -> OnnxPlacement:
         raise UnsupportedOperation(NO_ONNX)
-
-    # -- SPI: faults (simulator only) -------------------------------------------------
-    def inject_fault(self, fault: str, device: DeviceInfo) -> None:
-        from accelpool_cambricon.sim import SimulatedCndev
-
-        drv = self.driver
-        if not isinstance(drv, SimulatedCndev):
-            raise UnsupportedOperation("fault injection needs a simulated fleet (--sim)")
-        if fault not in FAULTS:
-            raise InvalidRequest(f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
-        drv.inject_fault(fault, self._mlu(device).index)
-
-    def clear_faults(self) -> None:
-        from accelpool_cambricon.sim import SimulatedCndev
-
-        drv = self.driver
-        if not isinstance(drv, SimulatedCndev):
-            raise UnsupportedOperation("fault injection needs a simulated fleet (--sim)")
-        drv.clear_faults()
 
 
 def _index(m: _Mlu) -> int:
