@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from accelpool.errors import (
     AccelPoolError,
     BackendUnavailable,
     InvalidRequest,
+    NotFound,
     UnsupportedOperation,
 )
 from accelpool.spi import FAULTS, Backend, BackendContext
@@ -51,8 +52,15 @@ class FaultInjecting(Protocol):
     def clear_faults(self) -> None: ...
 
 
+class Listed(Protocol):
+    """What the base needs of an enumerated device record: the :class:`DeviceInfo` reported."""
+
+    @property
+    def info(self) -> DeviceInfo: ...
+
+
 DriverT = TypeVar("DriverT", bound=Driver)
-EntryT = TypeVar("EntryT")
+EntryT = TypeVar("EntryT", bound=Listed)
 
 
 class DriverBackend(Backend, Generic[DriverT, EntryT]):
@@ -72,6 +80,8 @@ class DriverBackend(Backend, Generic[DriverT, EntryT]):
     init_failure: ClassVar[str]
     #: What enumerating is called in error messages, e.g. ``"listing Acme devices"``.
     listing: ClassVar[str]
+    #: A device of this backend in messages, e.g. ``"Acme device"``.
+    device_noun: ClassVar[str]
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -169,6 +179,16 @@ class DriverBackend(Backend, Generic[DriverT, EntryT]):
             if self._entries is None:
                 self._entries = self._do(self.listing, self._read_devices)
             return self._entries
+
+    def _entry(self, native_id: str) -> EntryT:
+        """The enumerated device with ``native_id``; NotFound when there is none."""
+        for entry in self._enumerate():
+            if entry.info.native_id == native_id:
+                return entry
+        raise NotFound(f"no {self.device_noun} {native_id!r}; run 'accelpool ls' to see device ids")
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        return [entry.info for entry in self._enumerate()]
 
     # -- SPI: faults (simulator only) ----------------------------------------------
     def _simulated_driver(self) -> FaultInjecting:

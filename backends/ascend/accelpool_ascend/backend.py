@@ -105,6 +105,7 @@ class AscendBackend(DriverBackend["DcmiDriver", _Chip]):
     driver_error = DcmiError
     init_failure = "dcmi_init failed ({name}); check the Ascend driver with 'npu-smi info'"
     listing = "listing Ascend devices"
+    device_noun = "Ascend device"
 
     # -- driver ---------------------------------------------------------------
     def _simulator(self) -> type[SimulatedDcmi]:
@@ -214,13 +215,7 @@ class AscendBackend(DriverBackend["DcmiDriver", _Chip]):
             raise
 
     def _chip(self, device: DeviceInfo) -> _Chip:
-        return self._chip_by_id(device.native_id)
-
-    def _chip_by_id(self, native_id: str) -> _Chip:
-        for c in self._enumerate():
-            if c.info.native_id == native_id:
-                return c
-        raise NotFound(f"no Ascend device {native_id!r}; run 'accelpool ls' to see device ids")
+        return self._entry(device.native_id)
 
     def _alive(self, chip: _Chip) -> None:
         """Every operation on a device starts here: a lost device gives DeviceLost."""
@@ -255,9 +250,6 @@ class AscendBackend(DriverBackend["DcmiDriver", _Chip]):
         ]
         (supported if self.simulated else unsupported).append(Capability.FAULT_INJECTION)
         return Capabilities.of(supported, unsupported)
-
-    def devices(self) -> Sequence[DeviceInfo]:
-        return [c.info for c in self._enumerate()]
 
     # -- SPI: partitions ------------------------------------------------------------
     def profiles(self, device: DeviceInfo) -> Sequence[PartitionProfile]:
@@ -411,7 +403,7 @@ class AscendBackend(DriverBackend["DcmiDriver", _Chip]):
 
     def _vnpu(self, partition: PartitionInfo) -> tuple[_Chip, VdevInfo]:
         """The live vNPU behind ``partition``; NotFound when it is gone."""
-        chip = self._chip_by_id(partition.device_native_id)
+        chip = self._entry(partition.device_native_id)
         self._alive(chip)
         gone = NotFound(
             f"no Ascend vNPU {partition.native_id}: it no longer exists (already destroyed?)"

@@ -102,6 +102,7 @@ class CambriconBackend(DriverBackend["CndevDriver", _Mlu]):
     driver_error = CndevError
     init_failure = "cndevInit failed ({name}); check the MLU driver with 'cnmon'"
     listing = "listing Cambricon devices"
+    device_noun = "Cambricon device"
 
     # -- driver ---------------------------------------------------------------
     def _simulator(self) -> type[SimulatedCndev]:
@@ -194,13 +195,7 @@ class CambriconBackend(DriverBackend["CndevDriver", _Mlu]):
         return out
 
     def _mlu(self, device: DeviceInfo) -> _Mlu:
-        return self._mlu_by_id(device.native_id)
-
-    def _mlu_by_id(self, native_id: str) -> _Mlu:
-        for m in self._enumerate():
-            if m.info.native_id == native_id:
-                return m
-        raise NotFound(f"no Cambricon device {native_id!r}; run 'accelpool ls' to see device ids")
+        return self._entry(device.native_id)
 
     def _alive(self, mlu: _Mlu) -> None:
         """Every operation on a device starts here: a lost MLU gives DeviceLost."""
@@ -241,9 +236,6 @@ class CambriconBackend(DriverBackend["CndevDriver", _Mlu]):
         (supported if modes & {"mim", "smlu"} else unsupported).append(Capability.PARTITION)
         (supported if self.simulated else unsupported).append(Capability.FAULT_INJECTION)
         return Capabilities.of(supported, unsupported)
-
-    def devices(self) -> Sequence[DeviceInfo]:
-        return [m.info for m in self._enumerate()]
 
     # -- SPI: profiles -------------------------------------------------------------
     def profiles(self, device: DeviceInfo) -> Sequence[PartitionProfile]:
@@ -523,7 +515,7 @@ class CambriconBackend(DriverBackend["CndevDriver", _Mlu]):
 
     def _instance(self, partition: PartitionInfo) -> tuple[_Mlu, str, str]:
         """``(mlu, kind, instance uuid)`` of a partition id; NotFound for a foreign id."""
-        mlu = self._mlu_by_id(partition.device_native_id)
+        mlu = self._entry(partition.device_native_id)
         prefix = mlu.info.native_id + "-"
         rest = partition.native_id.removeprefix(prefix)
         kind, _, inst = rest.partition("-")
