@@ -354,6 +354,39 @@ def sim_discovery(backend: str) -> Iterator[Callable[[str], Inventory]]:
             inv.close()
 
 
+_DISCOVERY_SCRIPT = """
+import json, sys
+import accelpool
+inv = accelpool.discover()
+(status,) = [s for s in inv.backends() if s.name == sys.argv[1]]
+print(json.dumps({"status": status.to_json(), "modules": sorted(sys.modules)}))
+"""
+
+
+def check_discovery_without_library(
+    backend: str, library_env: str, missing: Path, heavy: Sequence[str], reason: str
+) -> None:
+    """Discover with only ``backend`` in a fresh process, ``library_env`` naming the
+    ``missing`` library file, and check the backend is unavailable, its reason contains
+    ``reason``, its module was loaded and probed, and no module of ``heavy`` was imported."""
+    env = dict(os.environ, ACCELPOOL_BACKENDS=backend)
+    env.pop("ACCELPOOL_SIM", None)
+    env[library_env] = str(missing)
+    out = subprocess.run(
+        [sys.executable, "-c", _DISCOVERY_SCRIPT, backend],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    status, modules = result["status"], set(result["modules"])
+    assert status["available"] is False
+    assert reason in status["reason"]
+    assert f"accelpool_{backend}.backend" in modules  # the backend was loaded and probed
+    assert [m for m in heavy if m in modules] == []
+
+
 class FakeFunction:
     """What ``getattr(cdll, name)`` returns: callable, with settable argtypes/restype."""
 
