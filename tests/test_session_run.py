@@ -464,3 +464,23 @@ def test_a_worker_that_died_between_calls_is_reported_once() -> None:
             s.worker_env()
         np.testing.assert_array_equal(s.run(ADD, {"x": x})["y"], 2 * x)  # a new worker
         assert s.worker_pid not in (None, first)
+
+
+def test_in_process_runs_recheck_a_model_file_after_the_recheck_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accelpool.session import _session
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_model("Add"), path)
+    x = np.full((2,), 3, np.float32)
+    monkeypatch.setattr(_session, "PATH_RECHECK_S", 3600.0)  # however slow this machine is
+    with accelpool.open_session(toy_inventory().device("toy:0"), isolate=False) as s:
+        for _ in range(2):  # the second run finds the file by its path alone
+            np.testing.assert_array_equal(s.run(str(path), {"x": x})["y"], [6, 6])
+        onnx.save(_model("Mul"), path)
+        os.utime(path, ns=(1, 1))
+        # within the interval the loaded model is trusted; past it, the edit is seen
+        np.testing.assert_array_equal(s.run(str(path), {"x": x})["y"], [6, 6])
+        monkeypatch.setattr(_session, "PATH_RECHECK_S", 0.0)
+        np.testing.assert_array_equal(s.run(str(path), {"x": x})["y"], [9, 9])

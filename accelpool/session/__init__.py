@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from accelpool.session._claims import Claim, ClaimStore, holder_alive, process_start_time
 from accelpool.session._session import (
+    PATH_RECHECK_S,
     LoadedModel,
     ProviderFallbackWarning,
     Session,
@@ -22,6 +23,7 @@ from accelpool.session._session import (
 )
 
 __all__ = [
+    "PATH_RECHECK_S",
     "Claim",
     "ClaimStore",
     "LoadedModel",

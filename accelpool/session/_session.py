@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections import OrderedDict
@@ -60,6 +61,11 @@ def _raise(kind: str, message: str, code: str | None, vendor: str | None) -> NoR
 
 def _reraise(failure: w.RuntimeFailure) -> NoReturn:
     _raise(*failure.as_tuple())
+
+
+#: How long (seconds) an in-process run trusts that a model file it already loaded is
+#: unchanged; after that, the next run looks at the file again and reloads an edit.
+PATH_RECHECK_S = 1.0
 
 
 @dataclass(eq=False)
@@ -267,6 +273,7 @@ class Session:
         self._max_models = max(1, int(max_models))
         self._loaded: OrderedDict[Any, LoadedModel] = OrderedDict()
         self._bytes_keys: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
+        self._path_keys: OrderedDict[Any, tuple[Any, float]] = OrderedDict()
         self._opencl: Any = None
 
         try:
@@ -497,7 +504,8 @@ class Session:
         """Load ``model`` (a path, bytes, an ``onnx.ModelProto``) once; later loads reuse it.
 
         Models are keyed by identity: a file by path, size and modification time (so an
-        edited file is reloaded), bytes by content.
+        edited file is reloaded; in-process runs re-check a file at most every
+        ``PATH_RECHECK_S`` seconds), bytes by content.
         """
         with self._lock:
             self._check_open()
@@ -570,13 +578,24 @@ class Session:
             if type(model) is LoadedModel and model._owner is self and model._ort is not None:
                 loaded = model
             elif isinstance(model, (str, os.PathLike)):
-                try:
-                    st = os.stat(model)
-                except OSError:
-                    pass  # load() says why
+                # A stat per call costs a few percent on a ~1 ms model, so a path's
+                # identity is re-checked at most every PATH_RECHECK_S seconds.
+                now = time.monotonic()
+                seen = self._path_keys.get(model)
+                if seen is not None and now - seen[1] < PATH_RECHECK_S:
+                    loaded = self._loaded.get(seen[0])
                 else:
-                    key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-                    loaded = self._loaded.get(key)
+                    try:
+                        st = os.stat(model)
+                    except OSError:
+                        pass  # load() says why
+                    else:
+                        key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+                        loaded = self._loaded.get(key)
+                        if loaded is not None:
+                            self._path_keys[model] = (key, now)
+                            if len(self._path_keys) > 64:
+                                self._path_keys.popitem(last=False)
         if loaded is None:
             loaded = self.load(model)
         names = list(output_names) if output_names is not None else loaded.outputs
