@@ -76,6 +76,10 @@ NO_ONNX = (
 )
 
 
+#: Walks of the MIM instance list a destroy makes before giving up on a moving list.
+_MIM_WALK_TRIES = 8
+
+
 @dataclass(frozen=True)
 class _Mlu:
     """One enumerated MLU chip: its CNDev handle, mode and what accelpool reports."""
@@ -532,13 +536,28 @@ class CambriconBackend(DriverBackend["CndevDriver", _Mlu]):
             f"no Cambricon instance {partition.native_id}: it no longer exists (already destroyed?)"
         )
         if kind == "mim" and mlu.mode == "mim":
-            mims = self._do(doing, lambda: drv.all_mim_instances(h))
-            for index in range(len(mims)):
-                mi = self._do(doing, partial(drv.mim_instance_by_index, h, index))
-                if self._do(doing, partial(drv.mim_instance_info, mi)).uuid == inst:
-                    self._destroy(doing, partial(drv.destroy_mim, mi), gone)
-                    return
-            raise gone
+            # CNDev reaches a MIM instance only by index, and a destroy racing with this
+            # one shifts the indexes under the walk: walk again until the instance is
+            # found by handle (handles do not shift) or a fresh listing no longer has it.
+            for _ in range(_MIM_WALK_TRIES):
+                listed = self._do(doing, lambda: drv.all_mim_instances(h))
+                if all(m.uuid != inst for m in listed):
+                    raise gone
+                for index in range(len(listed)):
+                    try:
+                        mi = drv.mim_instance_by_index(h, index)
+                        uuid = drv.mim_instance_info(mi).uuid
+                    except CndevError as e:
+                        if e.code in (CNDEV_ERROR_NOT_FOUND, CNDEV_ERROR_INVALID_ARGUMENT):
+                            break  # the listing shrank under the walk: walk again
+                        raise self._error(e, doing) from None
+                    if uuid == inst:
+                        self._destroy(doing, partial(drv.destroy_mim, mi), gone)
+                        return
+            raise AccelPoolError(
+                f"{doing}: the MIM instance list kept changing under {_MIM_WALK_TRIES} walks; "
+                "retry the destroy"
+            )
         if kind == "smlu" and mlu.mode == "smlu":
             for i in self._do(doing, lambda: drv.all_smlu_instances(h)):
                 if i.uuid != inst:

@@ -107,6 +107,29 @@ def test_mim_destroy_gives_capacity_back_and_twice_is_not_found(
         part.destroy()
 
 
+def test_mim_destroy_survives_a_racing_destroy_shifting_the_indexes(
+    discover: Callable[[str], accelpool.Inventory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CNDev reaches MIM instances by index; another process destroying a lower-indexed
+    # instance mid-walk shifts our target below the walk's index. It must still be found.
+    inv = discover(SIM)
+    dev = inv.device(MIM_DEV)
+    first, target, third = (dev.create_partition("1m.4gb") for _ in range(3))
+    driver = dev.backend_instance.driver  # type: ignore[attr-defined]
+    walk = driver.mim_instance_by_index
+    raced: list[bool] = []
+
+    def racing(device: int, index: int) -> int:
+        if index == 1 and not raced:  # index 0 (first) was walked; target now slides to 0
+            raced.append(True)
+            discover(SIM).partition(first.id).destroy()
+        return walk(device, index)
+
+    monkeypatch.setattr(driver, "mim_instance_by_index", racing)
+    target.destroy()
+    assert raced and [p.id for p in dev.partitions()] == [third.id]
+
+
 def test_unknown_mim_profile_is_invalid(discover: Callable[[str], accelpool.Inventory]) -> None:
     dev = discover(SIM).device(MIM_DEV)
     with pytest.raises(accelpool.InvalidRequest, match=r"2m\.8gb"):
