@@ -12,6 +12,21 @@ from accelpool_nvidia.simulator import NvmlSimulator
 
 import accelpool
 from accelpool.sim.fleet import Fleet, load_fleet
+from accelpool.testing import sim_discovery, write_fleet
+
+
+@pytest.fixture
+def a100_40_table() -> dict[str, tuple[int, int]]:
+    """NVIDIA's A100-SXM4-40GB MIG table: profile -> (max instances, memory MiB), in order."""
+    return {
+        "1g.5gb": (7, 4864),
+        "1g.5gb+me": (1, 4864),
+        "1g.10gb": (4, 9856),
+        "2g.10gb": (3, 9856),
+        "3g.20gb": (2, 19968),
+        "4g.20gb": (1, 19968),
+        "7g.40gb": (1, 40192),
+    }
 
 
 @pytest.fixture
@@ -19,19 +34,9 @@ def fleet_file(tmp_path: Path) -> Callable[..., str]:
     """Write a one-entry NVIDIA fleet file; returns its path."""
 
     def make(model: str, count: int = 1, name: str = "test-fleet", **options: Any) -> str:
-        lines = [
-            f'name = "{name}"',
-            "[[devices]]",
-            'backend = "nvidia"',
-            f'model = "{model}"',
-            f"count = {count}",
-            "[devices.options]",
-        ]
-        for k, v in options.items():
-            lines.append(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}")
-        path = tmp_path / f"{name}-{model}.toml"
-        path.write_text("\n".join(lines).replace("'", '"') + "\n")
-        return str(path)
+        folder = tmp_path / model  # one file per model, so fleets in one test do not clash
+        folder.mkdir(exist_ok=True)
+        return write_fleet(folder, name, "nvidia", [(model, count, options)])
 
     return make
 
@@ -39,16 +44,8 @@ def fleet_file(tmp_path: Path) -> Callable[..., str]:
 @pytest.fixture
 def inventory() -> Iterator[Callable[[str], accelpool.Inventory]]:
     """discover() restricted to the nvidia backend; every inventory is closed afterwards."""
-    opened: list[accelpool.Inventory] = []
-
-    def make(sim: str) -> accelpool.Inventory:
-        inv = accelpool.discover(sim=sim, backends=["nvidia"])
-        opened.append(inv)
-        return inv
-
-    yield make
-    for inv in opened:
-        inv.close()
+    with sim_discovery("nvidia") as make:
+        yield make
 
 
 @pytest.fixture

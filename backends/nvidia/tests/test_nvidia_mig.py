@@ -12,16 +12,6 @@ from accelpool.errors import InsufficientCapacity, InUse, InvalidRequest, NotFou
 
 Inv = Callable[[str], accelpool.Inventory]
 
-A100_40_TABLE = {
-    "1g.5gb": (7, 4864),
-    "1g.5gb+me": (1, 4864),
-    "1g.10gb": (4, 9856),
-    "2g.10gb": (3, 9856),
-    "3g.20gb": (2, 19968),
-    "4g.20gb": (1, 19968),
-    "7g.40gb": (1, 40192),
-}
-
 
 def test_dgx_a100_lists_eight_named_gpus(inventory: Inv) -> None:
     devices = inventory("dgx-a100").devices()
@@ -38,11 +28,11 @@ def test_dgx_a100_lists_eight_named_gpus(inventory: Inv) -> None:
     assert len({x.id for x in devices}) == 8
 
 
-def test_a100_profile_table(inventory: Inv) -> None:
+def test_a100_profile_table(inventory: Inv, a100_40_table: dict[str, tuple[int, int]]) -> None:
     profiles = inventory("dgx-a100").device("nvidia:0").profiles()
     got = {p.name: (p.max_count, p.memory_bytes // MIB) for p in profiles}
-    assert got == A100_40_TABLE
-    assert [p.name for p in profiles] == list(A100_40_TABLE)
+    assert got == a100_40_table
+    assert [p.name for p in profiles] == list(a100_40_table)
     by = {p.name: p for p in profiles}
     assert [(pl.start, pl.size) for pl in by["3g.20gb"].placements] == [(0, 4), (4, 4)]
     assert [pl.start for pl in by["1g.10gb"].placements] == [0, 2, 4, 6]

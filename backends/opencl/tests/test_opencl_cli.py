@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-import accelpool_opencl
 import pytest
 
-
-def accelpool_cli(*args: str, backends: str | None = "opencl") -> subprocess.CompletedProcess[str]:
-    root = str(Path(accelpool_opencl.__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    if backends is not None:
-        env["ACCELPOOL_BACKENDS"] = backends
-    return subprocess.run(
-        [sys.executable, "-m", "accelpool", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from accelpool.testing import CliResult, run_cli
 
 
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode != 0, proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+def accelpool_cli(*args: str, backends: str = "opencl") -> CliResult:
+    return run_cli(*args, env=dict(os.environ, ACCELPOOL_BACKENDS=backends))
+
+
+def one_error_line(result: CliResult) -> str:
+    assert result.code != 0, result.out
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
     return lines[0]
 
 
 @pytest.fixture(scope="module")
 def ls() -> dict[str, Any]:
-    proc = accelpool_cli("ls", "--json")
-    assert proc.returncode == 0, proc.stderr
-    doc: dict[str, Any] = json.loads(proc.stdout)
+    result = accelpool_cli("ls", "--json")
+    assert result.code == 0, result.err
+    doc: dict[str, Any] = result.json()
     return doc
 
 
@@ -57,9 +43,9 @@ def test_ls_json_lists_the_pocl_device_with_memory_and_compute_units(ls: dict[st
 
 
 def test_profiles_json_lists_the_fission_profiles(ls: dict[str, Any]) -> None:
-    proc = accelpool_cli("profiles", "opencl:0", "--json")
-    assert proc.returncode == 0, proc.stderr
-    profiles = json.loads(proc.stdout)
+    result = accelpool_cli("profiles", "opencl:0", "--json")
+    assert result.code == 0, result.err
+    profiles = result.json()
     cus = ls["devices"][0]["compute_units"]
     max_sub = ls["devices"][0]["attributes"]["opencl.khronos.org/maxSubDevices"]
     by_name = {p["name"]: p for p in profiles}
