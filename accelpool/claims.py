@@ -19,13 +19,15 @@ See docs/sessions.md for the rules.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from accelpool.errors import InUse, InvalidRequest
+from accelpool.errors import AccelPoolError, InUse, InvalidRequest
 from accelpool.session._claims import Claim, ClaimKind, ClaimStore, ClaimStoreError
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "blockers",
     "claim",
     "ensure_unclaimed",
+    "guard",
     "held_by",
     "holders",
     "lookup",
@@ -174,34 +177,78 @@ def ensure_unclaimed(
     store: ClaimStore | None = None,
 ) -> list[Claim]:
     """Raise :class:`InUse` naming the holder if a live claim stands in the way of ``action``
-    (e.g. ``"destroy"``, ``"change MIG mode of"``) on ``target``.
+    (e.g. ``"destroy"``) on ``target``; a check only, see :func:`guard` for one that holds.
 
     With ``force=True`` nothing is raised: the claims are logged as overridden (a
     warning on the ``accelpool.claims`` logger) and returned, and they stay in place, so
-    their holders still see them. Backends and integrations call this before an
-    operation that would pull a target from under its holder.
+    their holders still see them.
     """
-    found = blockers(target, store=store)
-    if not found:
-        return []
+    target_id, device_id, kind = _resolve(target, None, None)
+    found = (store or ClaimStore()).blockers(target_id, device_id, kind)
+    if found and not force:
+        raise _blocked(action, target_id, found)
+    _log_forced(action, target_id, found)
+    return found
+
+
+@contextlib.contextmanager
+def guard(
+    target: Device | Partition | str,
+    action: str,
+    *,
+    force: bool = False,
+    device: str | None = None,
+    inventory: Inventory | None = None,
+    store: ClaimStore | None = None,
+) -> Iterator[list[Claim]]:
+    """Hold ``target`` while ``action`` (``"destroy"``, ``"change MIG mode of"``) runs on it.
+
+    A claim for this process is taken for the duration, so nobody opens a session on
+    the target half way, and :class:`InUse` naming the holder is raised if a live claim
+    stands in the way (for a partition: its own claim or a whole-device claim on its
+    device; for a device: any claim on it or its partitions). With ``force=True`` no
+    claim is taken and nothing is raised: the claims in the way are logged as
+    overridden (a warning on the ``accelpool.claims`` logger) and yielded.
+    Backends and integrations wrap operations that would pull a target from under its
+    holder in this; ``target`` and ``device`` are taken as for :func:`claim`.
+    """
+    target_id, device_id, kind = _resolve(target, device, inventory)
+    store = store or ClaimStore()
     if force:
-        for c in found:
-            log.warning(
-                "forced: %s %s although %s holds %s", action, target.id, c.describe(), c.target
-            )
-        return found
+        found = store.blockers(target_id, device_id, kind)
+        _log_forced(action, target_id, found)
+        yield found
+        return
+    try:
+        held = store.acquire(target_id, device_id, kind)
+    except InUse as e:
+        found = store.blockers(target_id, device_id, kind) or [e.claim]  # type: ignore[attr-defined]
+        raise _blocked(action, target_id, found) from None
+    try:
+        yield []
+    finally:
+        with contextlib.suppress(AccelPoolError):  # a stale row would not block anyone
+            store.release(held)
+
+
+def _log_forced(action: str, target_id: str, found: list[Claim]) -> None:
+    for c in found:
+        log.warning("forced: %s %s although %s holds %s", action, target_id, c.describe(), c.target)
+
+
+def _blocked(action: str, target_id: str, found: list[Claim]) -> InUse:
     c = found[0]
     more = f" (and {len(found) - 1} more claim(s))" if len(found) > 1 else ""
-    where = "" if c.target == target.id else f" through {c.kind} {c.target}"
+    where = "" if c.target == target_id else f" through {c.kind} {c.target}"
     err = InUse(
-        f"cannot {action} {target.id}: it is claimed{where} by {_who(c)}{more}; "
+        f"cannot {action} {target_id}: it is claimed{where} by {_who(c)}{more}; "
         f"{_remedy(c)}, or pass force=True (CLI: --force) to override"
     )
     err.holder_pid = None if c.named else c.pid  # type: ignore[attr-defined]
     err.holder = c.holder if c.named else f"pid:{c.pid}"  # type: ignore[attr-defined]
     err.holder_target = c.target  # type: ignore[attr-defined]
     err.claim = c  # type: ignore[attr-defined]
-    raise err
+    return err
 
 
 def _who(c: Claim) -> str:

@@ -193,9 +193,17 @@ class Partition(_Target):
     def scope(self) -> Scope:
         return self.info.scope
 
-    def destroy(self) -> None:
-        """Destroy this partition; :class:`NotFound` if it is already gone."""
-        _guard(self._backend, lambda: self._backend.destroy_partition(self.info))
+    def destroy(self, *, force: bool = False) -> None:
+        """Destroy this partition; :class:`NotFound` if it is already gone.
+
+        :class:`InUse` naming the holder if a session or a named holder claims the
+        partition, or its whole device. ``force=True`` destroys it anyway (for operators;
+        logged as a warning on the ``accelpool.claims`` logger).
+        """
+        from accelpool.claims import guard  # claims pull in the session package
+
+        with guard(self, "destroy", force=force):
+            _guard(self._backend, lambda: self._backend.destroy_partition(self.info))
 
     def to_json(self) -> dict[str, Any]:
         return {

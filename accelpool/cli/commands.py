@@ -45,6 +45,11 @@ def register(sub: Any) -> None:
     c.set_defaults(func=cmd_partition_create)
     d = psub.add_parser("destroy", help="destroy a partition")
     d.add_argument("partition", metavar="PARTITION", help="partition id, see 'accelpool ls'")
+    d.add_argument(
+        "--force",
+        action="store_true",
+        help="destroy it even if a session or a named holder claims it (logged)",
+    )
     _json_flag(d)
     d.set_defaults(func=cmd_partition_destroy)
 
@@ -161,12 +166,20 @@ def cmd_partition_create(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_partition_destroy(args: argparse.Namespace, ctx: CliContext) -> int:
+    from accelpool.claims import blockers
+
     part = ctx.inventory().partition(args.partition)
-    part.destroy()
+    overridden = blockers(part) if args.force else []
+    part.destroy(force=args.force)
     if args.json:
-        print_json({"destroyed": part.id})
-    else:
-        print(f"Destroyed partition {part.id}")
+        doc: dict[str, object] = {"destroyed": part.id}
+        if args.force:
+            doc["forced_past"] = [c.to_json() for c in overridden]
+        print_json(doc)
+        return 0
+    print(f"Destroyed partition {part.id}")
+    for c in overridden:
+        print(f"Forced: {c.target} was claimed by {c.describe()}, which may still be using it")
     return 0
 
 

@@ -164,9 +164,12 @@ def process_command(pid: int) -> str | None:
             raw = f.read(4096)
     except OSError:
         return None
-    text = " ".join(a.decode("utf-8", "replace") for a in raw.split(b"\0") if a)
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= 80 else text[:77] + "..."
+    args = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+    if not args:
+        return None
+    args[0] = os.path.basename(args[0]) or args[0]  # "python3", not the interpreter's path
+    text = "".join(ch if ch.isprintable() else "?" for ch in " ".join(args))
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 _BOOT_ID: list[str | None] = []

@@ -1008,13 +1008,18 @@ class NvidiaBackend(Backend):
         )
 
     # -- MIG mode --------------------------------------------------------------------------------
-    def set_mig_mode(self, device: DeviceInfo, enabled: bool) -> MigModeChange:
+    def set_mig_mode(
+        self, device: DeviceInfo, enabled: bool, *, force: bool = False
+    ) -> MigModeChange:
         """Switch MIG mode on ``device`` and report what really happened.
 
-        Raises :class:`InUse` when the GPU refuses (MIG partitions or vGPUs exist, or,
-        on Hopper, processes run), :class:`PermissionDenied` without root and
-        :class:`UnsupportedOperation` on a GPU without MIG.
+        Raises :class:`InUse` when a session or a named holder claims the GPU or one of
+        its partitions (unless ``force``, which is logged), when the GPU refuses (MIG
+        partitions or vGPUs exist, or, on Hopper, processes run), :class:`PermissionDenied`
+        without root and :class:`UnsupportedOperation` on a GPU without MIG.
         """
+        from accelpool.claims import guard  # claims pull in the session package
+
         dev_id = self._dev_id(device)
         want = 1 if enabled else 0
         verb = "enabling" if enabled else "disabling"
@@ -1035,7 +1040,10 @@ class NvidiaBackend(Backend):
                 count = len(self._mig_partitions(device, h))
                 if count:
                     in_use_hint = f"destroy its {count} MIG partition(s) first"
-            with nvml_errors(f"{verb} MIG mode on {dev_id}", {rc.IN_USE: in_use_hint}):
+            with (
+                guard(dev_id, "change MIG mode of", device=dev_id, force=force),
+                nvml_errors(f"{verb} MIG mode on {dev_id}", {rc.IN_USE: in_use_hint}),
+            ):
                 status = pynvml.nvmlDeviceSetMigMode(h, want)
             current, pending = pynvml.nvmlDeviceGetMigMode(h)
         if current == want:

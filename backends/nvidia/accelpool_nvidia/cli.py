@@ -17,6 +17,11 @@ def register(sub: Any) -> None:
     for action in ("enable", "disable"):
         a = msub.add_parser(action, help=f"{action} MIG mode on a GPU")
         a.add_argument("device", metavar="DEVICE", help="GPU id or nvidia:INDEX, e.g. nvidia:0")
+        a.add_argument(
+            "--force",
+            action="store_true",
+            help="change it even if a session or a named holder claims the GPU (logged)",
+        )
         a.add_argument("--json", action="store_true", help="print JSON instead of a sentence")
         a.set_defaults(func=cmd_mig, mig_enable=action == "enable")
 
@@ -29,7 +34,7 @@ def cmd_mig(args: argparse.Namespace, ctx: Any) -> int:
     backend = device.backend_instance
     if not isinstance(backend, NvidiaBackend):
         raise InvalidRequest(f"{device.id} is not an NVIDIA GPU; MIG mode applies to NVIDIA GPUs")
-    change = backend.set_mig_mode(device.info, args.mig_enable)
+    change = backend.set_mig_mode(device.info, args.mig_enable, force=args.force)
     if args.json:
         print_json(change.to_json())
         return 0
