@@ -193,6 +193,10 @@ class Partition(_Target):
     def scope(self) -> Scope:
         return self.info.scope
 
+    def telemetry(self) -> Telemetry:
+        """Live readings of this partition (at least its memory total)."""
+        return _guard(self._backend, lambda: self._backend.partition_telemetry(self.info))
+
     def destroy(self) -> None:
         """Destroy this partition; :class:`NotFound` if it is already gone."""
         _guard(self._backend, lambda: self._backend.destroy_partition(self.info))
