@@ -22,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from accelpool.errors import AccelPoolError, InUse, InvalidRequest
-from accelpool.session._claims import Claim, ClaimKind, ClaimStore, ClaimStoreError
+from accelpool.session import _claims
+from accelpool.session._claims import OPERATION, Claim, ClaimKind, ClaimStore, ClaimStoreError
 
 if TYPE_CHECKING:
     from accelpool.inventory import Device, Inventory, Partition
@@ -219,16 +221,39 @@ def guard(
         _log_forced(action, target_id, found)
         yield found
         return
-    try:
-        held = store.acquire(target_id, device_id, kind)
-    except InUse as e:
-        found = store.blockers(target_id, device_id, kind) or [e.claim]  # type: ignore[attr-defined]
-        raise _blocked(action, target_id, found) from None
+    held = _hold(store, target_id, device_id, kind, action)
     try:
         yield []
     finally:
-        with contextlib.suppress(AccelPoolError):  # a stale row would not block anyone
-            store.release(held)
+        if held is not None:
+            with contextlib.suppress(AccelPoolError):  # a stale row would not block anyone
+                store.release(held)
+
+
+def _hold(
+    store: ClaimStore, target_id: str, device_id: str, kind: ClaimKind, action: str
+) -> Claim | None:
+    """Take the guard's claim; ``None`` where this process already runs an operation on it.
+
+    Another process's operation (not a session, not a named holder) is short: wait for
+    it, so that two racing destroys end in one success and one ``NotFound`` rather than
+    an ``InUse``. Operations of this process (other threads, a nested call) do not wait
+    for each other: the backend serialises them.
+    """
+    deadline = time.monotonic() + _claims.LOCK_TIMEOUT_S
+    while True:
+        try:
+            return store.acquire(target_id, device_id, kind, owner=OPERATION + action)
+        except InUse as e:
+            found = store.blockers(target_id, device_id, kind) or [e.claim]  # type: ignore[attr-defined]
+        holders = [c for c in found if c.operation is None]
+        if holders:
+            raise _blocked(action, target_id, holders) from None
+        if all(c.pid == os.getpid() for c in found):
+            return None
+        if time.monotonic() > deadline:
+            raise _blocked(action, target_id, found) from None
+        time.sleep(0.02)
 
 
 def _log_forced(action: str, target_id: str, found: list[Claim]) -> None:
@@ -252,10 +277,14 @@ def _blocked(action: str, target_id: str, found: list[Claim]) -> InUse:
 
 
 def _who(c: Claim) -> str:
+    if c.operation is not None:
+        return f"a {c.operation} in progress in {c.describe()}"
     return f"holder {c.describe()}" if c.named else f"a session of {c.describe()}"
 
 
 def _remedy(c: Claim) -> str:
+    if c.operation is not None:
+        return "retry when it is done"
     if c.named:
         return f"release it (accelpool claims --release {c.holder})"
     return f"close that session (or end pid {c.pid})"

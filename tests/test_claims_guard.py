@@ -102,3 +102,41 @@ def test_guard_holds_the_target_while_the_operation_runs() -> None:
         pass
     with claims.guard(inv.device("toy:0"), "reshape", force=True) as overridden:
         assert [c.holder for c in overridden] == ["ray:late"]
+
+
+# Destroys the partition argv[1] inside its own guard, after a pause.
+SLOW_DESTROYER = textwrap.dedent(
+    """
+    import sys, time
+    import accelpool
+    from accelpool import claims
+    with accelpool.discover(sim="dgx-a100") as inv:
+        part = inv.partition(sys.argv[1])
+        with claims.guard(part, "destroy"):
+            print("HELD", flush=True)
+            time.sleep(0.5)
+            part.destroy()  # nested in its own process's guard: no wait
+    """
+)
+
+
+def test_racing_destroys_end_in_one_success_and_one_not_found() -> None:
+    with accelpool.discover(sim="dgx-a100") as inv:
+        part = inv.device("nvidia:0").create_partition("1g.5gb")
+        other = subprocess.Popen(
+            [sys.executable, "-c", SLOW_DESTROYER, part.id], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert other.stdout is not None and other.stdout.readline().strip() == "HELD"
+            with pytest.raises(accelpool.InUse, match="destroy in progress"):
+                open_session(part, isolate=False)
+            with pytest.raises(accelpool.NotFound):
+                part.destroy()  # waits for the other destroy, then finds nothing
+            assert other.wait(timeout=60) == 0
+        finally:
+            if other.poll() is None:
+                other.kill()
+            other.wait(timeout=30)
+            if other.stdout is not None:
+                other.stdout.close()
+        assert part.id not in {p.id for p in inv.device("nvidia:0").partitions()}

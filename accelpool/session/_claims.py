@@ -74,6 +74,10 @@ _COLUMNS = (
 )
 
 
+#: ``owner`` of a process claim that holds a target only while an operation on it runs.
+OPERATION = "operation: "
+
+
 class ClaimStoreError(AccelPoolError):
     """The claims database cannot be used (corrupt, of another schema, locked, unwritable)."""
 
@@ -104,6 +108,13 @@ class Claim:
     def named(self) -> bool:
         """Whether the holder is named (not a process)."""
         return self.holder is not None
+
+    @property
+    def operation(self) -> str | None:
+        """The operation (``"destroy"``) a process claim holds its target for, if any."""
+        if self.holder is None and self.owner and self.owner.startswith(OPERATION):
+            return self.owner[len(OPERATION) :]
+        return None
 
     def holder_alive(self) -> bool:
         """Whether the claim still holds: a live holding process, or an unexpired name."""
@@ -488,6 +499,9 @@ def _in_use(target: str, holder: Claim) -> InUse:
         mine = "this process " if holder.pid == os.getpid() else ""
         who = f"a session of {mine}{holder.describe()}"
         end = "close that session or wait for it to end"
+        if holder.operation is not None:
+            who = f"a {holder.operation} in progress in {mine}{holder.describe()}"
+            end = "retry when it is done"
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.opened_at))
     if holder.target == target:
         what = f"{target} is held by {who}"
