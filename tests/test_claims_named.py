@@ -121,6 +121,9 @@ def test_claims_cli_lists_and_releases_named_holders(capsys: pytest.CaptureFixtu
     assert claims.holders() == []
     assert main(["claims", "--release", "pid:1"]) == 1
     assert "process holder" in capsys.readouterr().err
+    assert main(["claims", "--release", "k8s:\x1b[2Jx"]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("\n") == 1 and "printable" in err
 
 
 def test_a_first_schema_database_is_upgraded_in_place() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -13,6 +14,8 @@ from typing import Any
 from accelpool.cli.app import CliContext
 from accelpool.cli.output import print_json, print_table
 from accelpool.errors import InvalidRequest
+
+log = logging.getLogger("accelpool.claims")
 
 
 def register(sub: Any) -> None:
@@ -196,6 +199,7 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_claims(args: argparse.Namespace, ctx: CliContext) -> int:
     from accelpool.session import ClaimStore
+    from accelpool.session._claims import check_holder
 
     store = ClaimStore()
     released = None
@@ -205,7 +209,15 @@ def cmd_claims(args: argparse.Namespace, ctx: CliContext) -> int:
                 f"{args.release} is a process holder: its claims end with the process "
                 "(stale ones go with --reap); --release takes a named holder such as k8s:<uid>"
             )
+        check_holder(args.release)
         released = store.release_holder(args.release)
+        if released:
+            log.warning(
+                "released %d claim(s) of %s: %s",
+                len(released),
+                args.release,
+                ", ".join(c.target for c in released),
+            )
     reaped = store.reap() if args.reap else 0
     claims = store.claims()
     if args.json:
