@@ -293,7 +293,8 @@ class ClaimStore:
                     self._migrate(con)
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
         except sqlite3.Error as e:
