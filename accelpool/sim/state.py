@@ -4,29 +4,25 @@ Simulated fleets keep their state (partitions, MIG mode, ...) here so separate
 processes and CLI calls see one fleet, as they would see one piece of hardware.
 Writes are atomic (temporary file + rename) and happen only when a transaction
 finishes without error, so a failure half way leaves the previous state intact.
+They go through :mod:`accelpool.safefs`: no link in the state tree is followed, and
+the file gets the state directory's permissions (``0600``, or ``0660`` when shared).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accelpool.safefs import SafeDir
+from accelpool.statedir import open_state_tree, state_dir, state_policy
+
 if TYPE_CHECKING:
     from filelock import FileLock
 
-
-def state_dir() -> Path:
-    """The state directory: ``$ACCELPOOL_STATE_DIR`` or the user's state directory."""
-    env = os.environ.get("ACCELPOOL_STATE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs  # only needed when no explicit directory is set
-
-    return Path(platformdirs.user_state_dir("accelpool"))
+__all__ = ["StateStore", "state_dir"]
 
 
 class StateStore:
@@ -48,8 +44,16 @@ class StateStore:
         if self._lock_obj is None:
             from filelock import FileLock
 
-            self._lock_obj = FileLock(str(self.path) + ".lock")
+            # filelock opens with O_NOFOLLOW; the folder above was checked by _tree().
+            mode = state_policy().file_mode
+            self._lock_obj = FileLock(str(self.path) + ".lock", mode=mode)
         return self._lock_obj
+
+    def _tree(self) -> SafeDir:
+        """The store's folder, made if missing and checked (see accelpool.statedir)."""
+        tree = open_state_tree(self.path.parent)
+        assert tree is not None  # made when missing
+        return tree
 
     def _stat_key(self) -> tuple[int, int, int] | None:
         try:
@@ -78,27 +82,19 @@ class StateStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict[str, Any]]:
         """Lock, yield a mutable copy, and save it atomically unless the block raised."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tree().close()
         with self._lock:
             state = self.read()
             yield state
             self._save(state)
 
     def _save(self, state: dict[str, Any]) -> None:
-        import tempfile  # only writers need it
-
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state, f, separators=(",", ":"), sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        data = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+        with self._tree() as tree:
+            tree.write_bytes(self.path.name, data)
         self._cache_key = None
 
     def lock(self) -> FileLock:
         """The cross-process lock (re-entrant within a process); for multi-file updates."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tree().close()
         return self._lock
