@@ -96,6 +96,7 @@ def open_state_tree(path: str | os.PathLike[str], *, create: bool = True) -> Saf
     """
     target = Path(os.path.abspath(path))
     root = state_dir()
+    rel: PurePath
     try:
         rel = target.relative_to(root)
     except ValueError:

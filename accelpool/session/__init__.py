@@ -13,6 +13,7 @@ See docs/sessions.md for the claim rules, isolation and the worker protocol.
 from __future__ import annotations
 
 from accelpool.session._claims import Claim, ClaimStore, holder_alive, process_start_time
+from accelpool.session._env import CLEAN_ENV_ALLOW, WORKER_ENV_VAR
 from accelpool.session._session import (
     PATH_RECHECK_S,
     LoadedModel,
@@ -23,7 +24,9 @@ from accelpool.session._session import (
 )
 
 __all__ = [
+    "CLEAN_ENV_ALLOW",
     "PATH_RECHECK_S",
+    "WORKER_ENV_VAR",
     "Claim",
     "ClaimStore",
     "LoadedModel",

@@ -14,6 +14,10 @@ Rules:
   process that started at another time) is reclaimed by the next opener; a live
   holder's claim never is;
 * rows are per host, so a state directory shared between hosts never mixes them up.
+
+The database and its folder are made and checked through :mod:`accelpool.statedir`
+(private ``0600``/``0700``, or the ``ACCELPOOL_STATE_GROUP`` group's ``0660``/``2770``);
+SQLite gives its journal the database file's mode, so a shared group can write both.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from accelpool.errors import InUse
+from accelpool.errors import InUse, PermissionDenied
 from accelpool.sim.state import state_dir
+from accelpool.statedir import open_state_tree
 
 ClaimKind = Literal["device", "partition"]
 
@@ -127,9 +132,32 @@ class ClaimStore:
         self.path = Path(path) if path is not None else state_dir() / "claims" / "claims.sqlite3"
         self.host = socket.gethostname()
 
+    def _prepare(self, *, create: bool) -> bool:
+        """Make (or, without ``create``, look for) the database; whether it exists.
+
+        A claims folder that is a file or a link, or a database that is not a regular
+        file, is refused with one clear line instead of being followed or ignored.
+        """
+        tree = open_state_tree(self.path.parent, create=create)
+        if tree is None:
+            return False
+        with tree:
+            name = self.path.name
+            if create:
+                tree.ensure_file(name)
+            else:
+                tree.refuse_unless_regular(name, missing_ok=True)
+            for sidecar in ("-journal", "-wal", "-shm"):
+                tree.refuse_unless_regular(name + sidecar, missing_ok=True)
+            return tree.lstat(name) is not None
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare(create=True)
+        with _unwritable_db(self.path):
+            yield from self._tx_body()
+
+    def _tx_body(self) -> Iterator[sqlite3.Connection]:
         con = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -189,7 +217,7 @@ class ClaimStore:
 
     def release(self, claim: Claim) -> bool:
         """Drop ``claim`` (only that one: a later holder's claim is left alone)."""
-        if not self.path.exists():
+        if not self._prepare(create=False):
             return False
         with self._tx() as con:
             cur = con.execute(
@@ -200,7 +228,7 @@ class ClaimStore:
 
     def claims(self) -> list[Claim]:
         """Every claim recorded on this host, live holders and dead ones."""
-        if not self.path.exists():
+        if not self._prepare(create=False):
             return []
         with self._tx() as con:
             return self._rows(con, "1 = 1", (self.host,))
@@ -214,7 +242,7 @@ class ClaimStore:
 
     def reap(self) -> int:
         """Delete claims of dead holders; how many were deleted."""
-        if not self.path.exists():
+        if not self._prepare(create=False):
             return 0
         n = 0
         with self._tx() as con:
@@ -226,6 +254,21 @@ class ClaimStore:
                     )
                     n += 1
         return n
+
+
+@contextlib.contextmanager
+def _unwritable_db(path: Path) -> Iterator[None]:
+    """Turn SQLite's "readonly database" and "unable to open" into one clear error."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        text = str(e)
+        if "readonly" not in text and "unable to open" not in text:
+            raise
+        raise PermissionDenied(
+            f"claims database {path} cannot be written ({text}); check the permissions of "
+            f"{path.parent}, or share it with a group through ACCELPOOL_STATE_GROUP"
+        ) from None
 
 
 def _in_use(target: str, holder: Claim) -> InUse:
