@@ -25,6 +25,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -214,11 +215,12 @@ class SafeDir:
         made = False
         for _ in range(8):  # bounded: another process may be making or removing it too
             try:
-                fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+                with _denied("open", self.path / name):
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
             except FileNotFoundError:
                 if not create:
                     return None
-                with contextlib.suppress(FileExistsError):
+                with contextlib.suppress(FileExistsError), _denied("make", self.path / name):
                     os.mkdir(name, self.policy.dir_mode, dir_fd=self.fd)
                     made = True
                 continue
@@ -258,12 +260,13 @@ class SafeDir:
         """Replace ``name`` atomically with ``data`` (a link in its place is replaced)."""
         name = _name(name)
         tmp = f".{name}.{os.urandom(6).hex()}.tmp"
-        fd = os.open(
-            tmp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
-            self.policy.file_mode,
-            dir_fd=self.fd,
-        )
+        with _denied("write", self.path / name):
+            fd = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
+                self.policy.file_mode,
+                dir_fd=self.fd,
+            )
         try:
             with os.fdopen(fd, "wb") as f:
                 self.policy.own(f.fileno(), self.policy.file_mode)
@@ -283,12 +286,13 @@ class SafeDir:
         """Make ``name`` an empty file if missing; refuse it if it is not a regular file."""
         name = _name(name)
         try:
-            fd = os.open(
-                name,
-                os.O_RDONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
-                self.policy.file_mode,
-                dir_fd=self.fd,
-            )
+            with _denied("make", self.path / name):
+                fd = os.open(
+                    name,
+                    os.O_RDONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
+                    self.policy.file_mode,
+                    dir_fd=self.fd,
+                )
         except FileExistsError:
             self.refuse_unless_regular(name)
             return
@@ -331,6 +335,18 @@ class SafeDir:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=self.fd)
         return True
+
+
+@contextlib.contextmanager
+def _denied(action: str, path: Path) -> Iterator[None]:
+    """Turn a permission error into one line naming what could not be done where."""
+    try:
+        yield
+    except PermissionError as e:
+        raise PermissionDenied(
+            f"cannot {action} {path}: {e.strerror}; check the permissions of the state "
+            "directory (see docs/sessions.md)"
+        ) from None
 
 
 def _name(name: str) -> str:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accelpool.errors import PermissionDenied
 from accelpool.safefs import SafeDir
 from accelpool.statedir import open_state_tree, state_dir, state_policy
 
@@ -53,13 +55,23 @@ class StateStore:
         """The store's folder, made if missing and checked (see accelpool.statedir)."""
         tree = open_state_tree(self.path.parent)
         assert tree is not None  # made when missing
+        try:
+            tree.refuse_unless_regular(self.path.name + ".lock", missing_ok=True)
+        except BaseException:
+            tree.close()
+            raise
         return tree
 
     def _stat_key(self) -> tuple[int, int, int] | None:
         try:
-            st = self.path.stat()
+            st = self.path.lstat()
         except FileNotFoundError:
             return None
+        if stat.S_ISLNK(st.st_mode):
+            raise PermissionDenied(
+                f"state file {self.path} is a symbolic link; accelpool never follows links "
+                "in its state directory: remove it (or run 'accelpool sim reset')"
+            )
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _load(self) -> dict[str, Any]:
