@@ -282,6 +282,13 @@ def test_a_link_as_the_lock_file_or_a_state_folder_is_refused_in_one_line(
     (state / "sim" / FLEET / "state.json.lock").symlink_to(secret)
     rc, _, err = _cli(state, "--sim", FLEET, "partition", "create", "nvidia:0", "A100X-4C")
     assert rc == 1 and "state.json.lock is a symbolic link" in _one_line(err)
+    (state / "sim" / FLEET / "state.json.lock").unlink()
+    (state / "sim" / FLEET / "state.json").symlink_to(secret)
+    # listing reports the backend unusable (with the reason); changing it fails
+    rc, out, err = _cli(state, "--sim", FLEET, "ls")
+    assert "state.json is a symbolic link" in out + err
+    rc, _, err = _cli(state, "--sim", FLEET, "partition", "create", "nvidia:0", "A100X-4C")
+    assert rc == 1 and "state.json is a symbolic link" in _one_line(err)
     shutil.rmtree(state / "sim")
     (state / "sim").symlink_to(keep)
     rc, _, err = _cli(state, "--sim", FLEET, "ls")

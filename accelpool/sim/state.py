@@ -62,7 +62,8 @@ class StateStore:
             raise
         return tree
 
-    def _stat_key(self) -> tuple[int, int, int] | None:
+    def stat_key(self) -> tuple[int, int, int] | None:
+        """(mtime, size, inode) of the state file, ``None`` if missing; a link is refused."""
         try:
             st = self.path.lstat()
         except FileNotFoundError:
@@ -75,7 +76,7 @@ class StateStore:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _load(self) -> dict[str, Any]:
-        key = self._stat_key()
+        key = self.stat_key()
         if key is None:
             self._cache_key, self._cache = None, {}
             return {}

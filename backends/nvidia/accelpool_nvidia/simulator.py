@@ -30,7 +30,6 @@ import ctypes
 import errno
 import itertools
 import json
-import os
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -345,11 +344,7 @@ class NvmlSimulator:
             if self._batch_snap is None:
                 self._batch_snap = _Snapshot(self._batch)
             return self._batch_snap
-        try:
-            st = os.stat(self.store.path)
-            key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            key = None
+        key = self.store.stat_key()  # refuses a state file that is a link
         if key != self._snap_key or (key is None and self._snap.ns):
             # The state file is written atomically (rename), so a plain read is safe and
             # avoids the store's defensive deep copy: snapshots are never mutated.
