@@ -79,7 +79,7 @@ def _group_id(raw: str) -> int:
         return grp.getgrnam(raw).gr_gid
     except KeyError:
         pass
-    if raw.isascii() and raw.isdigit():
+    if raw.isascii() and raw.isdigit() and int(raw) < 2**32 - 1:  # (gid_t)-1 means "none"
         return int(raw)
     raise InvalidRequest(
         f"{STATE_GROUP_ENV}={raw!r}: no such group; name a group you belong to (or its gid)"
