@@ -178,7 +178,7 @@ class SafeDir:
     def readlink(self, name: str) -> str | None:
         try:
             return os.readlink(_name(name), dir_fd=self.fd)
-        except (FileNotFoundError, OSError):
+        except OSError:  # missing, or not a link
             return None
 
     # -- directories --------------------------------------------------------------------
@@ -239,10 +239,14 @@ class SafeDir:
                 self.remove(name)
                 continue
             child = SafeDir(fd, self.path / name, self.policy)
-            if made:
-                self.policy.own(fd, self.policy.dir_mode)
-            else:
-                child.verify(what="state path", advice="remove it")
+            try:
+                if made:
+                    self.policy.own(fd, self.policy.dir_mode)
+                else:
+                    child.verify(what="state path", advice="remove it")
+            except BaseException:
+                child.close()
+                raise
             return child
         raise InvalidRequest(f"{self.path / name} keeps changing; retry")
 
@@ -386,10 +390,14 @@ def open_root(path: Path, policy: Policy, *, create: bool, what: str) -> SafeDir
             else:
                 raise InvalidRequest(f"cannot open {what} {path}: {e.strerror}") from None
         root = SafeDir(fd, path, policy)
-        if made:
-            policy.own(fd, policy.dir_mode)
-        else:
-            root.verify(what=what, advice=policy.advice)
+        try:
+            if made:
+                policy.own(fd, policy.dir_mode)
+            else:
+                root.verify(what=what, advice=policy.advice)
+        except BaseException:
+            root.close()
+            raise
         return root
     raise InvalidRequest(f"{what} {path} keeps changing; retry")
 

@@ -25,8 +25,8 @@ STATE_DIR_ENV = "ACCELPOOL_STATE_DIR"
 STATE_GROUP_ENV = "ACCELPOOL_STATE_GROUP"
 
 _PRIVATE_ADVICE = (
-    f"point {STATE_DIR_ENV} at a directory of your own, or set {STATE_GROUP_ENV} "
-    "to share one with a group (see docs/sessions.md)"
+    f"chmod 700 it if it is yours, point {STATE_DIR_ENV} at a directory of your own, "
+    f"or set {STATE_GROUP_ENV} to share one with a group (see docs/sessions.md)"
 )
 
 
