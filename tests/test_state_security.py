@@ -365,6 +365,7 @@ def test_an_unwritable_claims_database_is_one_clear_line(base: Path) -> None:
 
     def run() -> int:
         os.environ["ACCELPOOL_STATE_DIR"] = str(state)
+
         # a claim whose holder (a child) has ended: reaping it must write
         def claim_and_exit() -> int:
             ClaimStore().acquire("toy:x", "toy:0", "device")
