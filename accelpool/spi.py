@@ -166,5 +166,15 @@ class Backend(abc.ABC):
         """Simulators only: undo every injected fault."""
         raise UnsupportedOperation(f"backend {self.name} cannot inject faults")
 
+    def collect_garbage(self) -> Sequence[str]:
+        """Finish or remove what a creator killed half way left behind; what was done.
+
+        A create that is killed (``kill -9``) between two vendor steps can leave a
+        half-made partition (``PartitionInfo.complete`` false). Backends that keep a
+        record of creates in progress override this to clean up after creators that
+        are gone; it must never touch the work of a live one. Default: nothing to do.
+        """
+        return ()
+
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately empty by default
         """Release vendor resources (called when the inventory is closed)."""

@@ -355,7 +355,7 @@ def test_a_claims_path_that_is_a_file_is_an_error_not_an_empty_list(tmp_path: Pa
     for argv in (["claims"], ["claims", "--reap"]):
         rc, out, err = _cli(state, *argv)
         assert rc == 1 and "No device" not in out
-        assert f"{state / 'claims'} is a regular file, not a directory" in _one_line(err)
+        assert f"claims directory {state / 'claims'} is a file, not a directory" in _one_line(err)
 
 
 @needs_root
