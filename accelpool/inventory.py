@@ -224,6 +224,11 @@ class Partition(_Target):
     def _check_reachable(self) -> None:
         self.device._check_reachable()
 
+    def telemetry(self) -> Telemetry:
+        """Live readings of this partition (at least its memory total)."""
+        self._check_reachable()
+        return _guard(self._backend, lambda: self._backend.partition_telemetry(self.info))
+
     def destroy(self) -> None:
         """Destroy this partition; :class:`NotFound` if it is already gone."""
         self._check_reachable()

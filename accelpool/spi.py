@@ -144,6 +144,15 @@ class Backend(abc.ABC):
         """Live readings of ``device``."""
         raise UnsupportedOperation(f"backend {self.name} reports no telemetry")
 
+    def partition_telemetry(self, partition: PartitionInfo) -> Telemetry:
+        """Live readings of one partition; optional.
+
+        The default knows only the partition's size: ``memory_total_bytes`` is its
+        memory and every other field is ``None``. Override it where the vendor reports
+        per-partition readings (NVML does for MIG devices).
+        """
+        return Telemetry(memory_total_bytes=partition.memory_bytes)
+
     def visibility_env(self, targets: Sequence[Target]) -> dict[str, str]:
         """Environment variables that make exactly ``targets`` visible to a runtime."""
         raise UnsupportedOperation(f"backend {self.name} names no visibility environment")

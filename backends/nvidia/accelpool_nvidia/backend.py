@@ -1156,6 +1156,17 @@ class NvidiaBackend(Backend):
                 power_w=power,
             )
 
+    def partition_telemetry(self, partition: PartitionInfo) -> Telemetry:
+        # NVML reads the memory of a MIG device through its own handle; the utilisation
+        # counters are not reported on MIG devices (DCGM profiles them instead).
+        if partition.kind != "mig" or not partition.native_id.startswith("MIG-"):
+            return super().partition_telemetry(partition)
+        with self._nvml(f"reading telemetry of {self.name}:{partition.native_id}"):
+            mem = pynvml.nvmlDeviceGetMemoryInfo(
+                pynvml.nvmlDeviceGetHandleByUUID(partition.native_id)
+            )
+            return Telemetry(memory_used_bytes=int(mem.used), memory_total_bytes=int(mem.total))
+
     def _cuda_id(self, target: Target) -> str:
         if isinstance(target, PartitionInfo):
             pid = f"{self.name}:{target.native_id}"
