@@ -61,8 +61,10 @@ def test_profiles_json_has_the_documented_shape(toy_cli: Callable[..., CliResult
 
 def test_human_tables(toy_cli: Callable[..., CliResult]) -> None:
     ls = toy_cli("ls")
-    assert ls.code == 0 and "toy:toy-1" in ls.out and "Toy-8S" in ls.out
+    assert ls.code == 0 and "Toy-8S" in ls.out
     assert "| toy:1 " in ls.out  # the BACKEND:INDEX short name users type
+    wide = toy_cli("ls", "--wide")
+    assert wide.code == 0 and "toy:toy-1" in wide.out  # --wide adds the full ids
     prof = toy_cli("profiles", "toy:1")
     assert prof.code == 0 and "PLACEMENTS" in prof.out and "0,4" in prof.out
 

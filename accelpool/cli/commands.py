@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capability
 from accelpool.cli.app import CliContext, UsageError
 from accelpool.cli.output import human_bytes, print_json, print_table
-from accelpool.errors import DeviceLost, UnsupportedOperation
+from accelpool.errors import UnsupportedOperation
 
 if TYPE_CHECKING:
-    from accelpool.inventory import Device, Partition
+    pass
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -24,15 +23,9 @@ def register(sub: Any) -> None:
     _json_flag(p)
     p.set_defaults(func=cmd_backends)
 
-    p = sub.add_parser("ls", help="list devices and their partitions")
-    _json_flag(p)
-    p.add_argument(
-        "--gc",
-        action="store_true",
-        help="first remove partitions that killed creators left half-made "
-        "(as 'accelpool partition gc')",
-    )
-    p.set_defaults(func=cmd_ls)
+    from accelpool.cli import ls_command
+
+    ls_command.register(sub)
 
     p = sub.add_parser("profiles", help="partition profiles a device offers")
     p.add_argument("device", metavar="DEVICE", help="device id or BACKEND:INDEX, e.g. nvidia:0")
@@ -105,69 +98,6 @@ def cmd_backends(args: argparse.Namespace, ctx: CliContext) -> int:
         (s.name, "yes" if s.available else "no", s.version or "-", s.reason or "") for s in statuses
     ]
     print_table(("BACKEND", "AVAILABLE", "VERSION", "REASON"), rows)
-    return 0
-
-
-def _partitions_of(d: Device) -> list[Partition] | None:
-    """The device's partitions; None when it is lost (then it is shown as lost)."""
-    if d.lost:
-        return None
-    try:
-        return d.partitions()
-    except DeviceLost:
-        return None  # lost since discovery
-
-
-def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
-    inv = ctx.inventory()
-    if args.gc:
-        for line in inv.collect_garbage():
-            print(f"accelpool: gc: {line}", file=sys.stderr)
-    devices = inv.devices()
-    listed = [(d, _partitions_of(d)) for d in devices]
-    if args.json:
-        docs = []
-        for d, parts in listed:
-            doc = d.to_json(with_partitions=False)
-            doc["lost"] = parts is None
-            doc["partitions"] = [p.to_json() for p in parts or []]
-            docs.append(doc)
-        print_json({"backends": [s.to_json() for s in inv.backends()], "devices": docs})
-        return 0
-    rows: list[tuple[Any, ...]] = []
-    for d, parts in listed:
-        ref = f"{d.backend}:{d.index}"  # the short name users type: accelpool profiles nvidia:0
-        if parts is None:
-            rows.append((ref, d.id, f"{d.model} [LOST]", "-", "-", "lost"))
-            continue
-        rows.append((ref, d.id, d.model, human_bytes(d.memory_bytes), d.compute_units, ""))
-        for p in parts:
-            kind = p.kind if p.complete else f"{p.kind}, incomplete"
-            rows.append(
-                (
-                    "",
-                    f"  {p.id}",
-                    f"  {p.profile} ({kind})",
-                    human_bytes(p.memory_bytes),
-                    p.compute_units,
-                    p.scope,
-                )
-            )
-    if rows:
-        print_table(("DEVICE", "ID", "MODEL / PROFILE", "MEMORY", "COMPUTE", "SCOPE"), rows)
-    else:
-        print("No devices found.")
-    down = [s for s in inv.backends() if not s.available]
-    for s in down:
-        print(f"backend {s.name}: unavailable: {s.reason}")
-    for d, parts in listed:
-        if parts is None:
-            print(f"device {d.backend}:{d.index} is lost: every operation on it fails")
-        elif any(not p.complete for p in parts):
-            print(
-                f"device {d.backend}:{d.index} has incomplete partitions: a create was "
-                "interrupted; 'accelpool partition gc' removes those whose creator is gone"
-            )
     return 0
 
 

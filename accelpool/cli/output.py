@@ -25,14 +25,19 @@ def human_bytes(n: int | None) -> str:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A boxed table in the manner of nvidia-smi."""
+    """Print a boxed table in the manner of nvidia-smi."""
+    print(render_table(headers, rows))
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A boxed table in the manner of nvidia-smi, as text."""
     cells = [[str(c) for c in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [rule, _row(cells[0], widths), rule.replace("-", "=")]
     out += [_row(r, widths) for r in cells[1:]]
     out.append(rule)
-    print("\n".join(out))
+    return "\n".join(out)
 
 
 def _row(cells: Sequence[str], widths: Sequence[int]) -> str:

@@ -212,3 +212,13 @@ def test_cli_rejects_bad_options(args: list[str], words: str) -> None:
     )
     assert proc.returncode == 2
     assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_docs_python_examples_run() -> None:
+    import re
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "exporter.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), {})
