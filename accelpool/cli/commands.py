@@ -26,6 +26,9 @@ def register(sub: Any) -> None:
     from accelpool.cli import ls_command
 
     ls_command.register(sub)
+    from accelpool.cli import layout_view
+
+    layout_view.register(sub)
 
     p = sub.add_parser("profiles", help="partition profiles a device offers")
     p.add_argument("device", metavar="DEVICE", help="device id or BACKEND:INDEX, e.g. nvidia:0")
