@@ -1,8 +1,8 @@
 """GPU models the NVML simulator knows: MIG profile tables, placements and vGPU types.
 
 Figures follow NVIDIA's MIG user guide and real ``nvidia-smi mig -lgip`` output
-(A100-SXM4-40GB, A100-SXM4-80GB, H100 80GB HBM3). H200 memory sizes are estimates
-that reproduce NVIDIA's profile names (1g.18gb ... 7g.141gb). Also home of the
+(A100-SXM4-40GB, A100-SXM4-80GB, H100 80GB HBM3, H200). The H200's 1g.18gb and
+7g.141gb sizes are estimates that reproduce NVIDIA's profile names. Also home of the
 naming rule NVIDIA's tools use for MIG profiles, which the backend applies to
 whatever NVML reports.
 """
@@ -215,7 +215,9 @@ def _vgpu_types(
 _A100_40 = _ampere_table((4864, 9856, 19968, 40192))
 _A100_80 = _ampere_table((9728, 19968, 40192, 80640))
 _H100_80 = _hopper_table((9984, 20096, 40448, 81152))
-_H200 = _hopper_table((16384, 33280, 71424, 143104))
+# 1g.35gb/2g.35gb are 32.25 GiB and 3g.71gb/4g.71gb 69.50 GiB on a real H200
+# (nvidia-smi mig -lgip in NVIDIA/mig-parted#120).
+_H200 = _hopper_table((16384, 33024, 71168, 143104))
 
 MODELS: tuple[GpuModel, ...] = (
     GpuModel(
