@@ -86,8 +86,6 @@ _MEMORY_V2 = 0x02000028
 _K_GPU, _K_GI, _K_CI, _K_MIG = 1, 2, 3, 4
 _NS = uuidlib.UUID("6f1c3a52-8a7e-4d0b-9d55-2b8a0c1e7f31")
 _CArg = type(ctypes.byref(ctypes.c_int()))
-#: the driver's own choice of slot for a 1-slice profile created without placement
-_DRIVER_1SLICE_ORDER = (6, 4, 5, 0, 1, 2, 3)
 
 
 class SimError(Exception):
@@ -172,8 +170,17 @@ def _unpack(value: int) -> tuple[int, int, int]:
     return value >> 56, ((value >> 36) & 0xFFFFF) - 1, value & ((1 << 36) - 1)
 
 
-def _gi_id(size: int, start: int) -> int:
-    """GPU instance ids as the driver gives them: a binary tree over the 8 memory slices."""
+def _gi_id(size: int, start: int, swapped: bool) -> int:
+    """A GPU instance id as the driver numbers it: a node of a binary tree over 8 memory slices.
+
+    Ids 0 (whole), 1-2 (halves), 3-6 (quarters), 7-14 (eighths). Which physical half
+    is "1" depends on the GPU's history, not on the placement alone (``swapped``): a
+    real A100-80GB shows 3g.40gb at 4 as id 2 on one GPU and id 1 on the next, with
+    2g.20gb at 0 as id 3 or 5 (NVIDIA/DCGM#138), and seven 1g.5gb creates on a fresh
+    A100 give ids 9, 7, 8, 11, 12, 13, 14 (rapidsai/dask-cuda#583).
+    """
+    if swapped and size < 8:
+        start = (start + 4) % 8
     return {8: 0, 4: 1 + start // 4, 2: 3 + start // 2, 1: 7 + start}[size]
 
 
@@ -491,8 +498,11 @@ class NvmlSimulator:
         with self.mutate() as ns:
             if self._busy(ns, index):
                 raise SimError(f"GPU {index} is in use by another client; stop its processes")
+            g = self._gw(ns, index)
             pend = self.mig_mode(index, ns)[1]
-            self._gw(ns, index)["mig"] = [pend, pend]
+            if pend != self.mig_mode(index, ns)[0]:
+                g.pop("halves", None)  # a MIG mode change starts the id numbering afresh
+            g["mig"] = [pend, pend]
 
     def _check_index(self, index: int) -> None:
         if not 0 <= index < len(self.gpus):
@@ -624,6 +634,24 @@ class NvmlSimulator:
                 occupied.append(slot)
                 fits += 1
         return max(0, min(p.instances - used, fits))
+
+    def _driver_placement(self, gpu: int, p: GiProfileSpec, g: Mapping[str, Any]) -> int | None:
+        """Where the driver puts a GPU instance created without a placement.
+
+        The rule that keeps the most of the larger profiles creatable reproduces every
+        public transcript: seven 1g creates land on 6, 4, 5, 0, 1, 2, 3 (MIG user
+        guide), and all-balanced applied biggest first ends with 3g at 4, 2g at 0 and
+        the 1g instances at 2 and 3 (NVIDIA/DCGM#138).
+        """
+        from accelpool_nvidia.placement import Geometry, choose_placement
+
+        def geo(q: GiProfileSpec) -> Geometry:
+            return Geometry(q.id, q.mem_slices, q.starts(), q.instances)
+
+        gis = g.get("gis", {}).values()
+        counts = Counter(gi["profile"] for gi in gis)
+        profiles = [geo(q) for q in self.gpus[gpu].model.mig_profiles]
+        return choose_placement(geo(p), profiles, self._occupied(g), counts)
 
     @staticmethod
     def _ci_specs(gi_prof: GiProfileSpec, one_slice_sms: int) -> dict[int, dict[str, int]]:
@@ -1171,6 +1199,8 @@ class _Impl:
                 g["mig"] = [cur, m]
                 out.value = rc.IN_USE
             else:
+                if cur != m:
+                    g.pop("halves", None)  # a MIG mode change starts the id numbering afresh
                 g["mig"] = [m, m]
                 out.value = rc.SUCCESS
         return rc.SUCCESS
@@ -1249,19 +1279,18 @@ class _Impl:
                 if start not in p.starts() or size != p.mem_slices:
                     raise _Fail(rc.INVALID_ARGUMENT)
             else:
-                order = _DRIVER_1SLICE_ORDER if p.mem_slices == 1 else p.starts()[::-1]
-                free = [
-                    s for s in order if not any(_overlaps((s, p.mem_slices), o) for o in occupied)
-                ]
-                if not free:
+                start = self.s._driver_placement(gpu, p, g)
+                if start is None:
                     raise _Fail(rc.INSUFFICIENT_RESOURCES)
-                start = free[0]
             if sum(1 for gi in gis.values() if gi["profile"] == pid) >= p.instances:
                 raise _Fail(rc.INSUFFICIENT_RESOURCES)
             if any(_overlaps((start, p.mem_slices), o) for o in occupied):
                 raise _Fail(rc.INSUFFICIENT_RESOURCES)
             serial = self.s._next_serial(ns)
-            gi_id = _gi_id(p.mem_slices, start)
+            if "halves" not in g:
+                # The first instance since MIG was enabled fixes which half is which.
+                g["halves"] = int(start >= 4 and p.mem_slices < 8)
+            gi_id = _gi_id(p.mem_slices, start, bool(g["halves"]))
             gis[str(gi_id)] = {
                 "profile": pid,
                 "start": start,

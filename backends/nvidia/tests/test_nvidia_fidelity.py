@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pynvml
 from accelpool_nvidia.models import MIB
+from accelpool_nvidia.simulator import NvmlSimulator
 
 import accelpool
+from accelpool.sim.fleet import load_fleet
 
 Inv = Callable[[str], accelpool.Inventory]
+Sim = Callable[..., NvmlSimulator]
 
 
 def test_h200_mig_memory_sizes(inventory: Inv) -> None:
@@ -23,3 +27,46 @@ def test_h200_mig_memory_sizes(inventory: Inv) -> None:
         assert profiles[name].memory_bytes == 33024 * MIB
     for name in ("3g.71gb", "4g.71gb"):
         assert profiles[name].memory_bytes == 71168 * MIB
+
+
+def _create_gis(h: object, profile_id: int, n: int) -> list[tuple[int, int]]:
+    """``nvidia-smi mig -cgi`` without placements: (GI id, start) per create, in order."""
+    made = []
+    for _ in range(n):
+        info = pynvml.nvmlGpuInstanceGetInfo(pynvml.nvmlDeviceCreateGpuInstance(h, profile_id))
+        made.append((info.id, info.placement.start))
+    return made
+
+
+def test_seven_1g_creates_land_and_number_as_on_a_real_a100(plain_pynvml: Sim) -> None:
+    plain_pynvml("dgx-a100")
+    made = _create_gis(pynvml.nvmlDeviceGetHandleByIndex(0), 19, 7)
+    # Source: NVIDIA MIG user guide, `nvidia-smi mig -cgi 19` x7 then `-lgi`: the
+    # driver takes slots 6, 4, 5, 0, 1, 2, 3.
+    assert [start for _, start in made] == [6, 4, 5, 0, 1, 2, 3]
+    # Source: rapidsai/dask-cuda#583, the same creates on a fresh A100-SXM4-40GB:
+    # "Successfully created GPU instance ID 9, 7, 8, 11, 12, 13, 14". Id 14 has no
+    # 1g placement of its own, so ids are not a function of the placement alone.
+    assert [gi_id for gi_id, _ in made] == [9, 7, 8, 11, 12, 13, 14]
+
+
+def test_gpu_instance_ids_depend_on_history(
+    plain_pynvml: Sim, fleet_file: Callable[..., str]
+) -> None:
+    # Source: NVIDIA/DCGM#138, `nvidia-smi mig -lgi` on two A100-SXM4-80GB of one node
+    # after the GPU operator applied all-balanced: the same placements carry ids
+    # 2, 3, 9, 10 on GPU 0 and 1, 5, 13, 14 on GPU 1.
+    plain_pynvml(load_fleet(fleet_file("A100-SXM4-80GB", count=2, mig=True)))
+    h0, h1 = (pynvml.nvmlDeviceGetHandleByIndex(i) for i in (0, 1))
+    # GPU 0 ran all-7g.80gb before: its first instance since MIG was enabled sat at 0.
+    pynvml.nvmlGpuInstanceDestroy(pynvml.nvmlDeviceCreateGpuInstance(h0, 0))
+    ids = {}
+    for h in (h0, h1):
+        # biggest first, as mig-parted applies a layout
+        ids[h is h1] = [
+            *_create_gis(h, 9, 1),  # 3g.40gb
+            *_create_gis(h, 14, 1),  # 2g.20gb
+            *_create_gis(h, 19, 2),  # 1g.10gb x2
+        ]
+    assert ids[False] == [(2, 4), (3, 0), (9, 2), (10, 3)]
+    assert ids[True] == [(1, 4), (5, 0), (13, 2), (14, 3)]
