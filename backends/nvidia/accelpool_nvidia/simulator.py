@@ -1036,7 +1036,29 @@ class _Impl:
             ci = snap.gpus[str(gpu)]["gis"][str(gi_id)]["cis"][str(ci_id)]
             _set_ptr(ref, _handle(_K_MIG, gpu, ci["serial"]))
             return rc.SUCCESS
+        legacy = self._legacy_mig(key, snap)
+        if legacy is not None:
+            _set_ptr(ref, _handle(_K_MIG, *legacy))
+            return rc.SUCCESS
         raise _Fail(rc.NOT_FOUND)
+
+    def _legacy_mig(self, key: str, snap: Any) -> tuple[int, int] | None:
+        """(gpu, CI serial) of a pre-R470 ``MIG-GPU-<gpu uuid>/<gi>/<ci>`` name.
+
+        NVML still accepts that form (R535 release notes) alongside ``MIG-<uuid>``.
+        """
+        if not key.startswith("MIG-GPU-"):
+            return None
+        gpu_uuid, _, rest = key.removeprefix("MIG-").partition("/")
+        gi_text, _, ci_text = rest.partition("/")
+        gpu = self.s._by_uuid.get(gpu_uuid)
+        if gpu is None or not gi_text.isdigit() or not ci_text.isdigit():
+            return None
+        if gpu in snap.lost:
+            raise _Fail(rc.GPU_IS_LOST)
+        gi = snap.gpus.get(str(gpu), {}).get("gis", {}).get(str(int(gi_text)))
+        ci = (gi or {}).get("cis", {}).get(str(int(ci_text)))
+        return None if ci is None else (gpu, ci["serial"])
 
     def nvmlDeviceGetHandleByPciBusId_v2(self, text: Any, ref: Any) -> int:
         raw = text.value if isinstance(text, ctypes.c_char_p) else text

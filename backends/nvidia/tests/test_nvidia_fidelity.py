@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pynvml
+import pytest
 from accelpool_nvidia.models import MIB
 from accelpool_nvidia.simulator import NvmlSimulator
 
@@ -70,3 +71,21 @@ def test_gpu_instance_ids_depend_on_history(
         ]
     assert ids[False] == [(2, 4), (3, 0), (9, 2), (10, 3)]
     assert ids[True] == [(1, 4), (5, 0), (13, 2), (14, 3)]
+
+
+def test_handle_by_uuid_accepts_the_legacy_mig_form(plain_pynvml: Sim) -> None:
+    # Source: NVML R535 release notes: nvmlDeviceGetHandleByUUID takes both MIG UUID
+    # forms, MIG-<uuid> and the pre-R470 MIG-GPU-<gpu uuid>/<gi>/<ci>.
+    plain_pynvml("dgx-a100")
+    h = pynvml.nvmlDeviceGetHandleByIndex(3)
+    gi = pynvml.nvmlDeviceCreateGpuInstance(h, 9)
+    pynvml.nvmlGpuInstanceCreateComputeInstance(gi, 2)
+    gi_id = pynvml.nvmlGpuInstanceGetInfo(gi).id
+    gpu_uuid = pynvml.nvmlDeviceGetUUID(h)
+    modern = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, 0))
+    legacy = pynvml.nvmlDeviceGetHandleByUUID(f"MIG-{gpu_uuid}/{gi_id}/0")
+    assert pynvml.nvmlDeviceGetUUID(legacy) == modern
+    assert pynvml.nvmlDeviceGetGpuInstanceId(legacy) == gi_id
+    for missing in (f"MIG-{gpu_uuid}/{gi_id}/1", f"MIG-{gpu_uuid}/13/0", f"MIG-{gpu_uuid}/x/0"):
+        with pytest.raises(pynvml.NVMLError_NotFound):
+            pynvml.nvmlDeviceGetHandleByUUID(missing)
