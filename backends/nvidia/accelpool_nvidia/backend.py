@@ -42,6 +42,7 @@ from accelpool.types import (
     Telemetry,
 )
 from accelpool_nvidia import nvml_codes as rc
+from accelpool_nvidia.boards import board_sms
 from accelpool_nvidia.errors import from_nvml, from_oserror, nvml_errors, nvml_text
 from accelpool_nvidia.visibility import format_cuda_visible_devices
 
@@ -327,6 +328,10 @@ class NvidiaBackend(Backend):
             cores = int(pynvml.nvmlDeviceGetNumGpuCores(h))
             attrs["nvidia.com/cudaCores"] = cores
             compute_units = cores // _cores_per_sm(cc)
+        if not compute_units:
+            # NVML gives no core count on a MIG-enabled GPU: use the board's SM count,
+            # or at worst the SMs its biggest MIG profile spans.
+            compute_units = board_sms(pci.pciDeviceId) or self._mig_sms(h)
         try:
             current, pending = pynvml.nvmlDeviceGetMigMode(h)
             attrs["nvidia.com/migCapable"] = True
@@ -346,6 +351,20 @@ class NvidiaBackend(Backend):
             compute_units=compute_units,
             attributes=attrs,
         )
+
+    @staticmethod
+    def _mig_sms(h: Any) -> int:
+        """SMs of the largest GPU instance profile NVML offers (0 without MIG)."""
+        from accelpool_nvidia.models import GI_PROFILE_COUNT
+
+        best = 0
+        for enum in range(GI_PROFILE_COUNT):
+            try:
+                info = pynvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum)
+            except pynvml.NVMLError:
+                continue
+            best = max(best, int(info.multiprocessorCount))
+        return best
 
     # -- MIG reads ---------------------------------------------------------------------------
     @staticmethod

@@ -1154,7 +1154,13 @@ class _Impl:
         return rc.SUCCESS
 
     def nvmlDeviceGetNumGpuCores(self, h: Any, ref: Any) -> int:
-        _out(ref).value = self.s.gpus[self.s._gpu(h)].model.cores
+        # NOT_SUPPORTED on MIG devices and on MIG-enabled GPUs (nvml.h).
+        if self._mig_handle(h) is not None:
+            raise _Fail(rc.NOT_SUPPORTED)
+        gpu = self.s._gpu(h)
+        if self.s.mig_mode(gpu)[0] == 1:
+            raise _Fail(rc.NOT_SUPPORTED)
+        _out(ref).value = self.s.gpus[gpu].model.cores
         return rc.SUCCESS
 
     def nvmlDeviceGetVirtualizationMode(self, h: Any, ref: Any) -> int:

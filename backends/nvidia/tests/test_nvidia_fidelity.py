@@ -89,3 +89,24 @@ def test_handle_by_uuid_accepts_the_legacy_mig_form(plain_pynvml: Sim) -> None:
     for missing in (f"MIG-{gpu_uuid}/{gi_id}/1", f"MIG-{gpu_uuid}/13/0", f"MIG-{gpu_uuid}/x/0"):
         with pytest.raises(pynvml.NVMLError_NotFound):
             pynvml.nvmlDeviceGetHandleByUUID(missing)
+
+
+def test_core_count_is_not_supported_under_mig(
+    plain_pynvml: Sim, inventory: Inv, fleet_file: Callable[..., str]
+) -> None:
+    # Source: nvml.h, nvmlDeviceGetNumGpuCores: NOT_SUPPORTED on MIG devices and on
+    # MIG-enabled GPUs.
+    plain_pynvml("dgx-a100")
+    h = pynvml.nvmlDeviceGetHandleByIndex(0)
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        pynvml.nvmlDeviceGetNumGpuCores(h)
+    gi = pynvml.nvmlDeviceCreateGpuInstance(h, 19)
+    pynvml.nvmlGpuInstanceCreateComputeInstance(gi, 0)
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        pynvml.nvmlDeviceGetNumGpuCores(pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, 0))
+    # The backend still counts the board's 108 SMs, with MIG on or off.
+    on = inventory("dgx-a100").device("nvidia:0")
+    off = inventory(fleet_file("A100-SXM4-40GB", mig=False)).device("nvidia:0")
+    assert on.compute_units == off.compute_units == 108
+    assert "nvidia.com/cudaCores" not in on.attributes
+    assert off.attributes["nvidia.com/cudaCores"] == 6912
