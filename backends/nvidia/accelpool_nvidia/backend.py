@@ -1059,6 +1059,10 @@ class NvidiaBackend(Backend):
             current, pending = pynvml.nvmlDeviceGetMigMode(h)
         if current == want:
             return MigModeChange(dev_id, enabled, bool(current), bool(pending), "applied")
+        if pending != want and status != rc.SUCCESS:
+            # Refused outright (Hopper while busy): nothing is pending, nvml.h says to
+            # idle the device and retry.
+            raise from_nvml(pynvml.NVMLError(status), f"{verb} MIG mode on {dev_id}", in_use_hint)
         reason = rc.text(status) if status != rc.SUCCESS else "the GPU needs a reset"
         return MigModeChange(
             dev_id,

@@ -1221,8 +1221,12 @@ class _Impl:
             cur, _ = self.s.mig_mode(gpu, ns)
             busy = self.s._busy(ns, gpu)
             if busy and cur != m and not sim_gpu.model.is_ampere:
-                raise _Fail(rc.IN_USE)  # Hopper applies at once or refuses
-            if busy and cur != m:
+                # Hopper applies at once or not at all; the refusal comes back in
+                # activationStatus, the call itself succeeds (nvml.h: "if device unbind
+                # fails because the device isn't idle, NVML_ERROR_IN_USE would be
+                # returned" there, and the caller is to idle the device and retry).
+                out.value = rc.IN_USE
+            elif busy and cur != m:
                 # Ampere: the change waits for a GPU reset the driver cannot do now.
                 g["mig"] = [cur, m]
                 out.value = rc.IN_USE

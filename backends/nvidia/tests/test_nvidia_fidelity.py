@@ -110,3 +110,21 @@ def test_core_count_is_not_supported_under_mig(
     assert on.compute_units == off.compute_units == 108
     assert "nvidia.com/cudaCores" not in on.attributes
     assert off.attributes["nvidia.com/cudaCores"] == 6912
+
+
+def test_hopper_reports_a_busy_refusal_through_activation_status(
+    plain_pynvml: Sim, fleet_file: Callable[..., str]
+) -> None:
+    # Source: nvml.h, nvmlDeviceSetMigMode: "activationStatus would return the
+    # appropriate error code upon unsuccessful activation. For example, if device
+    # unbind fails because the device isn't idle, NVML_ERROR_IN_USE would be
+    # returned"; the call itself succeeds. Hopper needs no reset, so nothing is left
+    # pending (MIG user guide).
+    sim = plain_pynvml(load_fleet(fleet_file("H100-80GB-HBM3", mig=False)))
+    h = pynvml.nvmlDeviceGetHandleByIndex(0)
+    pid = sim.add_process(sim.gpus[0].uuid)
+    assert pynvml.nvmlDeviceSetMigMode(h, 1) == pynvml.NVML_ERROR_IN_USE
+    assert pynvml.nvmlDeviceGetMigMode(h) == [0, 0]
+    sim.remove_process(pid)
+    assert pynvml.nvmlDeviceSetMigMode(h, 1) == pynvml.NVML_SUCCESS
+    assert pynvml.nvmlDeviceGetMigMode(h) == [1, 1]
