@@ -212,6 +212,48 @@ def _vgpu_types(
     return tuple(types)
 
 
+#: GI profile id -> (compute slices, name suffix) of the MIG-backed vGPU type on it
+_MIG_VGPU_SHAPE = {19: (1, ""), 20: (1, "ME"), 14: (2, ""), 9: (3, ""), 5: (4, ""), 0: (7, "")}
+
+
+def _grid_types(
+    board: str,
+    sliced: tuple[tuple[int, int, int], ...],
+    mig: tuple[tuple[int, int, int, int], ...],
+) -> tuple[VgpuTypeSpec, ...]:
+    """A board's real vGPU types: ``GRID <board>-<gb>C`` time-sliced (id, GB, max per
+    GPU), then ``GRID <board>-<g>-<gb>C[ME]`` MIG-backed (id, GI profile id, GB, max)."""
+    types = [VgpuTypeSpec(i, f"GRID {board}-{gb}C", gb * 1024, n) for i, gb, n in sliced]
+    for i, profile, gb, n in mig:
+        g, me = _MIG_VGPU_SHAPE[profile]
+        name = f"GRID {board}-{g}-{gb}C{me}"
+        types.append(VgpuTypeSpec(i, name, gb * 1024, n, gi_profile_id=profile))
+    return tuple(types)
+
+
+# vGPU types of the A100 boards: ids, names and sizes from vgpuConfig.xml of driver
+# 510.47.03; maximum counts from NVIDIA's vGPU type tables. The 80GB boards have no
+# 5C type, and no board has a MIG-backed type on 1g.10gb/1g.20gb (profile 15).
+_A100_40_SLICED = ((4, 10), (5, 8), (8, 5), (10, 4), (20, 2), (40, 1))
+_A100_40_MIG = ((19, 5, 7), (14, 10, 3), (9, 20, 2), (5, 20, 1), (0, 40, 1))
+
+
+def _a100_40_types(board: str, first: int, me_id: int) -> tuple[VgpuTypeSpec, ...]:
+    sliced = tuple((first + i, gb, n) for i, (gb, n) in enumerate(_A100_40_SLICED))
+    base = first + len(sliced)
+    mig = tuple((base + i, p, gb, n) for i, (p, gb, n) in enumerate(_A100_40_MIG))
+    return _grid_types(board, sliced, (*mig, (me_id, 20, 5, 1)))
+
+
+_A100X_TYPES = _a100_40_types("A100X", 457, 704)  # HGX A100 40GB: nvidia-457...467, 704
+_A100_PCIE_TYPES = _a100_40_types("A100", 468, 706)  # A100 PCIe 40GB: nvidia-468...478, 706
+_A100DX_SLICED = ((615, 4, 20), (616, 8, 10), (617, 10, 8), (618, 16, 5), (619, 20, 4))
+_A100DX_MIG = ((622, 19, 10, 7), (623, 14, 20, 3), (624, 9, 40, 2), (625, 5, 40, 1))
+_A100DX_TYPES = _grid_types(  # HGX A100 80GB: nvidia-615...626, 705
+    "A100DX",
+    (*_A100DX_SLICED, (620, 40, 2), (621, 80, 1)),
+    (*_A100DX_MIG, (626, 0, 80, 1), (705, 20, 10, 1)),
+)
 _A100_40 = _ampere_table((4864, 9856, 19968, 40192))
 _A100_80 = _ampere_table((9728, 19968, 40192, 80640))
 _H100_80 = _hopper_table((9984, 20096, 40448, 81152))
@@ -231,9 +273,7 @@ MODELS: tuple[GpuModel, ...] = (
         cores=6912,
         power_limit_w=400,
         mig_profiles=_A100_40,
-        vgpu_types=_vgpu_types(
-            "A100X", 468, ((4, 10), (5, 8), (8, 5), (10, 4), (20, 2), (40, 1)), _A100_40, 40
-        ),
+        vgpu_types=_A100X_TYPES,
         aliases=("A100-40GB", "A100"),
     ),
     GpuModel(
@@ -247,13 +287,7 @@ MODELS: tuple[GpuModel, ...] = (
         cores=6912,
         power_limit_w=400,
         mig_profiles=_A100_80,
-        vgpu_types=_vgpu_types(
-            "A100DX",
-            560,
-            ((4, 20), (5, 16), (8, 10), (10, 8), (16, 5), (20, 4), (40, 2), (80, 1)),
-            _A100_80,
-            80,
-        ),
+        vgpu_types=_A100DX_TYPES,
         aliases=("A100-80GB",),
     ),
     GpuModel(

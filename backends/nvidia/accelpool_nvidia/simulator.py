@@ -714,11 +714,42 @@ class NvmlSimulator:
                     return t
         raise _Fail(rc.INVALID_ARGUMENT)
 
+    def free_gis(self, ns: Mapping[str, Any], gpu: int, profile_id: int) -> list[int]:
+        """GPU instances of a profile that can host a MIG-backed vGPU, lowest id first.
+
+        A MIG-backed vGPU takes a whole GPU instance that has no compute instances (its
+        VM makes those) and no vGPU yet.
+        """
+        g = self._g(ns, gpu)
+        hosting = {v.get("gi") for v in g.get("vgpus", {}).values()}
+        return sorted(
+            int(k)
+            for k, gi in g.get("gis", {}).items()
+            if gi["profile"] == profile_id and not gi.get("cis") and int(k) not in hosting
+        )
+
+    def _available(self, gpu: int, ns: Mapping[str, Any], t: VgpuTypeSpec) -> int:
+        """What the mdev type's ``available_instances`` shows."""
+        if t.id not in {c.id for c in self._creatable(gpu, ns)}:
+            return 0
+        active = sum(1 for v in self._g(ns, gpu).get("vgpus", {}).values() if v["type"] == t.id)
+        left = t.max_instances - active
+        if t.gi_profile_id is not None:
+            left = min(left, len(self.free_gis(ns, gpu, t.gi_profile_id)))
+        return max(0, left)
+
     def _creatable(self, gpu: int, ns: Mapping[str, Any]) -> list[VgpuTypeSpec]:
         types = self._vgpu_types(gpu, ns)
-        if any(t.gi_profile_id is not None for t in types):
-            return []  # MIG-backed vGPUs are not modelled: nothing is creatable
         active = Counter(v["type"] for v in self._g(ns, gpu).get("vgpus", {}).values())
+        if any(t.gi_profile_id is not None for t in types):
+            # MIG-backed: each type needs a free GPU instance of its profile.
+            return [
+                t
+                for t in types
+                if t.gi_profile_id is not None
+                and active[t.id] < t.max_instances
+                and self.free_gis(ns, gpu, t.gi_profile_id)
+            ]
         if active:
             # Homogeneous time-sliced mode: only the type already running, while it fits.
             (running,) = active
@@ -800,17 +831,17 @@ class NvmlSimulator:
                 for stale in base.iterdir():
                     if stale.name not in wanted:
                         shutil.rmtree(stale, ignore_errors=True)
-            active = Counter(v["type"] for v in self._g(ns, gpu.index).get("vgpus", {}).values())
             for t in types:
                 d = base / f"nvidia-{t.id}"
                 (d / "devices").mkdir(parents=True, exist_ok=True)
-                avail = t.max_instances - active[t.id] if t.id in creatable else 0
+                avail = self._available(gpu.index, ns, t) if t.id in creatable else 0
                 _write_if_changed(d / "name", t.name + "\n")
-                _write_if_changed(d / "available_instances", f"{max(0, avail)}\n")
+                _write_if_changed(d / "available_instances", f"{avail}\n")
                 _write_if_changed(d / "device_api", "vfio-pci\n")
                 _write_if_changed(
                     d / "description",
-                    f"num_heads=1, frl_config=60, framebuffer={t.framebuffer_mb // 1024}G, "
+                    # the kernel module's own wording, sizes in M (vgpuConfig.xml, 510.47.03)
+                    f"num_heads=1, frl_config=60, framebuffer={t.framebuffer_mb}M, "
                     f"max_resolution=4096x2160, max_instance={t.max_instances}\n",
                 )
                 _write_if_changed(d / "create", "")
@@ -892,10 +923,11 @@ class NvmlSimulator:
             if type_id not in creatable:
                 raise OSError(errno.ENOSPC, "no vGPU instance of this type available", str(path))
             inst = 1000 + self._next_serial(ns)
-            self._gw(ns, gpu.index).setdefault("vgpus", {})[str(inst)] = {
-                "type": type_id,
-                "mdev": mdev,
-            }
+            vgpu: dict[str, Any] = {"type": type_id, "mdev": mdev}
+            spec = self._vgpu_type(type_id)
+            if spec.gi_profile_id is not None:
+                vgpu["gi"] = self.free_gis(ns, gpu.index, spec.gi_profile_id)[0]
+            self._gw(ns, gpu.index).setdefault("vgpus", {})[str(inst)] = vgpu
             self._arm(ns, "mdev-create", gpu.index)
             return
         raise OSError(errno.EACCES, "not writable", str(path))
@@ -1398,6 +1430,8 @@ class _Impl:
             gi_id, gi = self.s._gi(h, ns)[1:]
             if gi.get("cis"):
                 raise _Fail(rc.IN_USE)  # compute instances still exist
+            if any(v.get("gi") == gi_id for v in self.s._g(ns, gpu).get("vgpus", {}).values()):
+                raise _Fail(rc.IN_USE)  # a MIG-backed vGPU runs on it
             del self.s._gw(ns, gpu)["gis"][str(gi_id)]
         return rc.SUCCESS
 
@@ -1480,6 +1514,8 @@ class _Impl:
         with self.s.mutate() as ns:
             gi_id, gi = self.s._gi(h, ns)[1:]
             gi = self.s._gw(ns, gpu)["gis"][str(gi_id)]
+            if any(v.get("gi") == gi_id for v in self.s._g(ns, gpu).get("vgpus", {}).values()):
+                raise _Fail(rc.IN_USE)  # given to a MIG-backed vGPU: its VM makes the CIs
             spec, free = self._ci_free(gpu, gi, enum)
             cis = gi.setdefault("cis", {})
             if sum(1 for c in cis.values() if c["profile"] == enum) >= spec["instances"]:
@@ -1728,6 +1764,11 @@ class _Impl:
     def nvmlVgpuInstanceGetUUID(self, inst: Any, buf: Any, size: Any) -> int:
         _, v = self._vgpu(inst)
         _set_str(buf, size, str(uuidlib.uuid5(_NS, "vgpu/" + v["mdev"])))
+        return rc.SUCCESS
+
+    def nvmlVgpuInstanceGetGpuInstanceId(self, inst: Any, ref: Any) -> int:
+        # INVALID_GPU_INSTANCE_ID for a time-sliced vGPU (nvml.h)
+        _out(ref).value = self._vgpu(inst)[1].get("gi", _INVALID_GI_PROFILE_ID)
         return rc.SUCCESS
 
     def nvmlVgpuInstanceGetFbUsage(self, inst: Any, ref: Any) -> int:

@@ -6,15 +6,19 @@ disagree with a real transcript, the transcript wins.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pynvml
 import pytest
+from accelpool_nvidia.mdev import MdevSysfs
 from accelpool_nvidia.models import MIB
 from accelpool_nvidia.simulator import NvmlSimulator
 
 import accelpool
 from accelpool.sim.fleet import load_fleet
+from accelpool.testing import write_fleet
 
 Inv = Callable[[str], accelpool.Inventory]
 Sim = Callable[..., NvmlSimulator]
@@ -128,3 +132,64 @@ def test_hopper_reports_a_busy_refusal_through_activation_status(
     sim.remove_process(pid)
     assert pynvml.nvmlDeviceSetMigMode(h, 1) == pynvml.NVML_SUCCESS
     assert pynvml.nvmlDeviceGetMigMode(h) == [1, 1]
+
+
+def _types(h: object) -> dict[int, str]:
+    return {t: pynvml.nvmlVgpuTypeGetName(t) for t in pynvml.nvmlDeviceGetSupportedVgpus(h)}
+
+
+def _vgpu_boards(folder: Path) -> str:
+    return write_fleet(
+        folder,
+        "vgpu-boards",
+        "nvidia",
+        [
+            ("A100-SXM4-40GB", 1, {"virtualization": "host-vgpu"}),
+            ("A100-SXM4-40GB", 1, {"virtualization": "host-vgpu", "mig": True}),
+            ("A100-SXM4-80GB", 1, {"virtualization": "host-vgpu"}),
+            ("A100-SXM4-80GB", 1, {"virtualization": "host-vgpu", "mig": True}),
+        ],
+    )
+
+
+def test_a100_vgpu_types_are_the_real_ones(plain_pynvml: Sim, tmp_path: Path) -> None:
+    # Source: vgpuConfig.xml of driver 510.47.03 (the "GRID A100X" and "GRID A100DX"
+    # tables): HGX A100 40GB is nvidia-457...467 plus 704 for 1-5CME; HGX A100 80GB is
+    # nvidia-615...626 plus 705, with no 5C type.
+    sim = plain_pynvml(load_fleet(_vgpu_boards(tmp_path)))
+    sliced, mig, sliced80, mig80 = (_types(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(4))
+    assert list(sliced) == list(range(457, 463))
+    assert list(mig) == [*range(463, 468), 704]
+    assert sliced[457] == "GRID A100X-4C" and mig[704] == "GRID A100X-1-5CME"
+    assert mig[465] == "GRID A100X-3-20C"
+    assert list(sliced80) == list(range(615, 622))
+    assert list(mig80) == [*range(622, 627), 705]
+    assert mig80[705] == "GRID A100DX-1-10CME" and "GRID A100DX-5C" not in sliced80.values()
+    assert pynvml.nvmlVgpuTypeGetGpuInstanceProfileId(465) == 9  # MIG 3g.20gb
+    # Source: the same file's mdev description form, sizes in M.
+    sim.sync_sysfs()
+    tree = MdevSysfs(sim.sysfs_root)
+    text = (tree.type_dir(sim.gpus[0].sysfs_pci, 457) / "description").read_text()
+    assert "framebuffer=4096M, max_resolution=4096x2160, max_instance=10" in text
+
+
+def test_a_gpu_instance_given_to_a_vgpu_is_in_use(plain_pynvml: Sim, tmp_path: Path) -> None:
+    # Source: nvml.h, nvmlVgpuInstanceGetGpuInstanceId: the GPU instance id of a
+    # MIG-backed vGPU, INVALID_GPU_INSTANCE_ID (0xFFFFFFFF) for a time-sliced one.
+    sim = plain_pynvml(load_fleet(_vgpu_boards(tmp_path)))
+    h = pynvml.nvmlDeviceGetHandleByIndex(1)
+    gi = pynvml.nvmlDeviceCreateGpuInstance(h, 9)
+    sim.sync_sysfs()
+    tree = MdevSysfs(sim.sysfs_root)
+    assert tree.available_instances(sim.gpus[1].sysfs_pci, 465) == 1
+    tree.create(sim.gpus[1].sysfs_pci, 465, str(uuid.uuid4()))
+    (inst,) = pynvml.nvmlDeviceGetActiveVgpus(h)
+    assert pynvml.nvmlVgpuInstanceGetGpuInstanceId(inst) == pynvml.nvmlGpuInstanceGetInfo(gi).id
+    with pytest.raises(pynvml.NVMLError_InUse):
+        pynvml.nvmlGpuInstanceDestroy(gi)
+    with pytest.raises(pynvml.NVMLError_InUse):  # its VM, not the host, makes the CIs
+        pynvml.nvmlGpuInstanceCreateComputeInstance(gi, 2)
+    h0 = pynvml.nvmlDeviceGetHandleByIndex(0)
+    tree.create(sim.gpus[0].sysfs_pci, 460, str(uuid.uuid4()))
+    (sliced,) = pynvml.nvmlDeviceGetActiveVgpus(h0)
+    assert pynvml.nvmlVgpuInstanceGetGpuInstanceId(sliced) == 0xFFFFFFFF
