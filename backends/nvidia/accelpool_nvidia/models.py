@@ -169,16 +169,25 @@ def _ampere_table(mem: tuple[int, int, int, int]) -> tuple[GiProfileSpec, ...]:
     )
 
 
-def _hopper_table(mem: tuple[int, int, int, int]) -> tuple[GiProfileSpec, ...]:
+#: SMs per Hopper profile (1g, 1g+me, 1g 2x memory, 2g, 3g, 4g, 7g) on the SXM boards
+_HOPPER_SXM_SMS = (16, 16, 26, 32, 60, 64, 132)
+#: the same on an H100 PCIe (114 SMs): `nvidia-smi mig -lgip`, driver 570.169
+_H100_PCIE_SMS = (14, 14, 14, 30, 46, 62, 114)
+
+
+def _hopper_table(
+    mem: tuple[int, int, int, int], sms: tuple[int, ...] = _HOPPER_SXM_SMS
+) -> tuple[GiProfileSpec, ...]:
     m1, m2, m4, m8 = mem
+    s1, s1me, s1x2, s2, s3, s4, s7 = sms
     return (
-        _gi(GI_1_SLICE, 19, 1, 1, 7, 16, (1, 1, 0, 1, 0), m1),
-        _gi(GI_1_SLICE_REV1, 20, 1, 1, 1, 16, (1, 1, 0, 1, 1), m1),
-        _gi(GI_1_SLICE_REV2, 15, 1, 2, 4, 26, (1, 1, 0, 1, 0), m2),
-        _gi(GI_2_SLICE, 14, 2, 2, 3, 32, (2, 2, 0, 2, 0), m2),
-        _gi(GI_3_SLICE, 9, 3, 4, 2, 60, (3, 3, 0, 3, 0), m4),
-        _gi(GI_4_SLICE, 5, 4, 4, 1, 64, (4, 4, 0, 4, 0), m4),
-        _gi(GI_7_SLICE, 0, 7, 8, 1, 132, (8, 7, 0, 7, 1), m8),
+        _gi(GI_1_SLICE, 19, 1, 1, 7, s1, (1, 1, 0, 1, 0), m1),
+        _gi(GI_1_SLICE_REV1, 20, 1, 1, 1, s1me, (1, 1, 0, 1, 1), m1),
+        _gi(GI_1_SLICE_REV2, 15, 1, 2, 4, s1x2, (1, 1, 0, 1, 0), m2),
+        _gi(GI_2_SLICE, 14, 2, 2, 3, s2, (2, 2, 0, 2, 0), m2),
+        _gi(GI_3_SLICE, 9, 3, 4, 2, s3, (3, 3, 0, 3, 0), m4),
+        _gi(GI_4_SLICE, 5, 4, 4, 1, s4, (4, 4, 0, 4, 0), m4),
+        _gi(GI_7_SLICE, 0, 7, 8, 1, s7, (8, 7, 0, 7, 1), m8),
     )
 
 
@@ -257,6 +266,7 @@ _A100DX_TYPES = _grid_types(  # HGX A100 80GB: nvidia-615...626, 705
 _A100_40 = _ampere_table((4864, 9856, 19968, 40192))
 _A100_80 = _ampere_table((9728, 19968, 40192, 80640))
 _H100_80 = _hopper_table((9984, 20096, 40448, 81152))
+_H100_PCIE = _hopper_table((9984, 20096, 40448, 81152), _H100_PCIE_SMS)
 # 1g.35gb/2g.35gb are 32.25 GiB and 3g.71gb/4g.71gb 69.50 GiB on a real H200
 # (nvidia-smi mig -lgip in NVIDIA/mig-parted#120).
 _H200 = _hopper_table((16384, 33024, 71168, 143104))
@@ -275,6 +285,20 @@ MODELS: tuple[GpuModel, ...] = (
         mig_profiles=_A100_40,
         vgpu_types=_A100X_TYPES,
         aliases=("A100-40GB", "A100"),
+    ),
+    GpuModel(
+        key="A100-PCIE-40GB",
+        name="NVIDIA A100-PCIE-40GB",
+        pci_device_id=0x20F110DE,
+        memory_mib=40960,
+        arch=ARCH_AMPERE,
+        compute_capability=(8, 0),
+        sms=108,
+        cores=6912,
+        power_limit_w=250,
+        mig_profiles=_A100_40,
+        vgpu_types=_A100_PCIE_TYPES,
+        aliases=("A100-PCIe-40GB", "A100-PCIE"),
     ),
     GpuModel(
         key="A100-SXM4-80GB",
@@ -309,6 +333,26 @@ MODELS: tuple[GpuModel, ...] = (
             80,
         ),
         aliases=("H100", "H100-SXM5-80GB", "H100 80GB HBM3"),
+    ),
+    GpuModel(
+        key="H100-PCIE",
+        name="NVIDIA H100 PCIe",
+        pci_device_id=0x233110DE,
+        memory_mib=81559,
+        arch=ARCH_HOPPER,
+        compute_capability=(9, 0),
+        sms=114,
+        cores=14592,
+        power_limit_w=350,
+        mig_profiles=_H100_PCIE,
+        vgpu_types=_vgpu_types(
+            "H100",
+            900,
+            ((4, 20), (5, 16), (8, 10), (10, 8), (16, 5), (20, 4), (40, 2), (80, 1)),
+            _H100_PCIE,
+            80,
+        ),
+        aliases=("H100-PCIe-80GB", "H100 PCIe"),
     ),
     GpuModel(
         key="H200",

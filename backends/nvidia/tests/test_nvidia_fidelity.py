@@ -55,13 +55,11 @@ def test_seven_1g_creates_land_and_number_as_on_a_real_a100(plain_pynvml: Sim) -
     assert [gi_id for gi_id, _ in made] == [9, 7, 8, 11, 12, 13, 14]
 
 
-def test_gpu_instance_ids_depend_on_history(
-    plain_pynvml: Sim, fleet_file: Callable[..., str]
-) -> None:
+def test_gpu_instance_ids_depend_on_history(plain_pynvml: Sim) -> None:
     # Source: NVIDIA/DCGM#138, `nvidia-smi mig -lgi` on two A100-SXM4-80GB of one node
     # after the GPU operator applied all-balanced: the same placements carry ids
     # 2, 3, 9, 10 on GPU 0 and 1, 5, 13, 14 on GPU 1.
-    plain_pynvml(load_fleet(fleet_file("A100-SXM4-80GB", count=2, mig=True)))
+    plain_pynvml("dgx-a100-80gb")
     h0, h1 = (pynvml.nvmlDeviceGetHandleByIndex(i) for i in (0, 1))
     # GPU 0 ran all-7g.80gb before: its first instance since MIG was enabled sat at 0.
     pynvml.nvmlGpuInstanceDestroy(pynvml.nvmlDeviceCreateGpuInstance(h0, 0))
@@ -193,3 +191,41 @@ def test_a_gpu_instance_given_to_a_vgpu_is_in_use(plain_pynvml: Sim, tmp_path: P
     tree.create(sim.gpus[0].sysfs_pci, 460, str(uuid.uuid4()))
     (sliced,) = pynvml.nvmlDeviceGetActiveVgpus(h0)
     assert pynvml.nvmlVgpuInstanceGetGpuInstanceId(sliced) == 0xFFFFFFFF
+
+
+def test_boards_for_mixed_pools(inventory: Inv, plain_pynvml: Sim, tmp_path: Path) -> None:
+    fleet = write_fleet(
+        tmp_path,
+        "mixed-boards",
+        "nvidia",
+        [("A100-PCIE-40GB", 1, {"mig": True}), ("H100-PCIE", 1, {"mig": True})],
+    )
+    a100, h100 = inventory(fleet).devices()
+    assert (a100.model, a100.compute_units) == ("NVIDIA A100-PCIE-40GB", 108)
+    assert a100.attributes["nvidia.com/pciDeviceID"] == "0x20F110DE"
+    assert [p.name for p in a100.profiles()][-1] == "7g.40gb"
+    # Source: `nvidia-smi` and `nvidia-smi mig -lgip` on an H100 PCIe, driver 570.169:
+    # 81559 MiB, 350 W, 14/30/46/62/114 SMs for 1g/2g/3g/4g/7g.
+    assert (h100.model, h100.compute_units) == ("NVIDIA H100 PCIe", 114)
+    assert h100.memory_bytes == 81559 * MIB
+    sms = {p.name: p.compute_units for p in h100.profiles()}
+    assert sms == {
+        "1g.10gb": 14,
+        "1g.10gb+me": 14,
+        "1g.20gb": 14,
+        "2g.20gb": 30,
+        "3g.40gb": 46,
+        "4g.40gb": 62,
+        "7g.80gb": 114,
+    }
+    # The same transcript: `-cgi 19` x7 gives GPU instance ids 9, 7, 8, 11, 12, 13, 14.
+    plain_pynvml(load_fleet(fleet))
+    made = _create_gis(pynvml.nvmlDeviceGetHandleByIndex(1), 19, 7)
+    assert [gi_id for gi_id, _ in made] == [9, 7, 8, 11, 12, 13, 14]
+
+
+def test_dgx_a100_80gb_preset(inventory: Inv) -> None:
+    devices = inventory("dgx-a100-80gb").devices()
+    assert [d.model for d in devices] == ["NVIDIA A100-SXM4-80GB"] * 8
+    assert {d.memory_bytes for d in devices} == {81920 * MIB}
+    assert {d.attributes["nvidia.com/migMode"] for d in devices} == {"enabled"}

@@ -41,15 +41,21 @@ def _layouts(
 
 #: GPU model (fleet model string) -> its layouts in config-default.yaml
 LAYOUTS: dict[str, dict[str, Layout]] = {
-    # device filter 0x20B010DE (all-1g.10gb is "1g.10gb": 4 for this board)
+    # device filters 0x20B010DE and 0x20F110DE (all-1g.10gb is "1g.10gb": 4 for these)
     "A100-SXM4-40GB": _layouts(
         "1g.5gb", "1g.5gb+me", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"
     ),
-    # device filters 0x20B210DE and 0x233010DE (A100-80GB, H100-80GB)
+    "A100-PCIE-40GB": _layouts(
+        "1g.5gb", "1g.5gb+me", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"
+    ),
+    # device filters 0x20B210DE, 0x233010DE and 0x233110DE (A100-80GB, H100-80GB SXM/PCIe)
     "A100-SXM4-80GB": _layouts(
         "1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"
     ),
     "H100-80GB-HBM3": _layouts(
+        "1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"
+    ),
+    "H100-PCIE": _layouts(
         "1g.10gb", "1g.10gb+me", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"
     ),
     # device filter 0x233510DE (H200-141GB)
