@@ -680,8 +680,12 @@ class NvmlSimulator:
         step = 1 << (c - 1).bit_length()
         return [s for s in range(0, g, step) if s + c <= g]
 
-    def mig_uuid(self, gpu: int, gi_serial: int, ci_serial: int) -> str:
-        return f"MIG-{uuidlib.uuid5(_NS, f'{self.gpus[gpu].uuid}/{gi_serial}/{ci_serial}')}"
+    def mig_uuid(self, ns: dict[str, Any], gpu: int, gi_serial: int, ci_serial: int) -> str:
+        """A fresh MIG UUID: serials restart with the state, so each state has its own
+        random epoch, and a fleet started afresh never repeats an old UUID."""
+        epoch = ns.setdefault("epoch", uuidlib.uuid4().hex)
+        name = f"{self.gpus[gpu].uuid}/{epoch}/{gi_serial}/{ci_serial}"
+        return f"MIG-{uuidlib.uuid5(_NS, name)}"
 
     def _mig_devices(self, g: Mapping[str, Any]) -> list[tuple[int, int, Any, Any]]:
         devs = []
@@ -1540,7 +1544,7 @@ class _Impl:
                 "start": start,
                 "size": spec["slices"],
                 "serial": serial,
-                "uuid": self.s.mig_uuid(gpu, gi["serial"], serial),
+                "uuid": self.s.mig_uuid(ns, gpu, gi["serial"], serial),
             }
         _set_ptr(ref, _handle(_K_CI, gpu, serial))
         return rc.SUCCESS

@@ -17,6 +17,7 @@ from accelpool_nvidia.models import MIB
 from accelpool_nvidia.simulator import NvmlSimulator
 
 import accelpool
+from accelpool.cli.app import main
 from accelpool.sim.fleet import load_fleet
 from accelpool.testing import write_fleet
 
@@ -229,3 +230,15 @@ def test_dgx_a100_80gb_preset(inventory: Inv) -> None:
     assert [d.model for d in devices] == ["NVIDIA A100-SXM4-80GB"] * 8
     assert {d.memory_bytes for d in devices} == {81920 * MIB}
     assert {d.attributes["nvidia.com/migMode"] for d in devices} == {"enabled"}
+
+
+def test_mig_uuids_stay_unique_across_sim_reset(inventory: Inv) -> None:
+    # A real driver never hands out a MIG UUID twice; anything that cached one (a
+    # scheduler, CUDA_VISIBLE_DEVICES in a job) must not find it naming a new device.
+    seen = set()
+    for _ in range(3):
+        inv = inventory("dgx-a100")
+        seen.add(inv.device("nvidia:0").create_partition("1g.5gb").id)
+        inv.close()
+        assert main(["--sim", "dgx-a100", "sim", "reset"]) == 0
+    assert len(seen) == 3
