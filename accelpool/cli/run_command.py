@@ -43,6 +43,19 @@ def register(sub: Any) -> None:
         help="run in this process instead of an isolated worker (no visibility variables set)",
     )
     p.add_argument(
+        "--clean-env",
+        action="store_true",
+        help="start the worker with only a short allow-list of this environment "
+        "(PATH, HOME, locale, library paths, toolkit homes) plus the visibility variables",
+    )
+    p.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --clean-env, also pass NAME (a name or a * pattern; repeatable)",
+    )
+    p.add_argument(
         "--allow-fallback",
         action="store_true",
         help="run on the CPU when onnxruntime lacks the target's execution provider",
@@ -145,7 +158,11 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ProviderFallbackWarning)
         with open_session(
-            target, isolate=not args.in_process, allow_fallback=args.allow_fallback
+            target,
+            isolate=not args.in_process,
+            allow_fallback=args.allow_fallback,
+            clean_env=True if args.clean_env else None,
+            pass_env=args.pass_env,
         ) as session:
             loaded = session.load(args.model)
             start = time.perf_counter()

@@ -19,6 +19,7 @@ from accelpool.session._claims import (
     holder_alive,
     process_start_time,
 )
+from accelpool.session._env import CLEAN_ENV_ALLOW, WORKER_ENV_VAR
 from accelpool.session._session import (
     PATH_RECHECK_S,
     LoadedModel,
@@ -29,7 +30,9 @@ from accelpool.session._session import (
 )
 
 __all__ = [
+    "CLEAN_ENV_ALLOW",
     "PATH_RECHECK_S",
+    "WORKER_ENV_VAR",
     "Claim",
     "ClaimStore",
     "ClaimStoreError",

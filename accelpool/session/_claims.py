@@ -19,6 +19,10 @@ Rules:
   such pid, a reused pid, an unknown start time) is stale and is reclaimed by the next
   opener; a named claim is live until it is released or expires;
 * rows are per host, so a state directory shared between hosts never mixes them up.
+
+The database and its folder are made and checked through :mod:`accelpool.statedir`
+(private ``0600``/``0700``, or the ``ACCELPOOL_STATE_GROUP`` group's ``0660``/``2770``);
+SQLite gives its journal the database file's mode, so a shared group can write both.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import os
 import socket
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +41,7 @@ from typing import Literal
 
 from accelpool.errors import AccelPoolError, InUse, InvalidRequest
 from accelpool.sim.state import state_dir
+from accelpool.statedir import open_state_tree
 
 ClaimKind = Literal["device", "partition"]
 
@@ -241,25 +247,43 @@ class ClaimStore:
 
     def _present(self) -> bool:
         """Whether the database exists; a claims "directory" that is no directory is an error."""
+        return self._prepare(create=False)
+
+    def _prepare(self, *, create: bool) -> bool:
+        """Make (with ``create``) or look for the database; whether it exists.
+
+        Through :mod:`accelpool.statedir`: a claims folder that is a file or a link, or
+        a database (or journal) that is not a regular file, is refused with one line,
+        never followed or ignored.
+        """
+        parent = self.path.parent
         try:
-            if self.path.exists():
-                return True
-            parent = self.path.parent
-            if parent.exists() and not parent.is_dir():
-                raise ClaimStoreError(
-                    f"claims directory {parent} is not a directory; move it aside "
-                    "so accelpool can keep its claims there"
-                )
-        except OSError as e:
+            st: os.stat_result | None = os.lstat(parent)
+        except OSError:
+            st = None  # missing, or not reachable: opening the tree below says which
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file"
             raise ClaimStoreError(
-                f"cannot read the claims database {self.path}: {e.strerror or e}"
-            ) from e
-        return False
+                f"claims directory {parent} is {what}, not a directory; move it aside "
+                "so accelpool can keep its claims there (it never follows links there)"
+            )
+        tree = open_state_tree(parent, create=create)
+        if tree is None:
+            return False
+        with tree:
+            name = self.path.name
+            if create:
+                tree.ensure_file(name)
+            else:
+                tree.refuse_unless_regular(name, missing_ok=True)
+            for sidecar in ("-journal", "-wal", "-shm"):
+                tree.refuse_unless_regular(name + sidecar, missing_ok=True)
+            return tree.lstat(name) is not None
 
     @contextlib.contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._prepare(create=True)
         except OSError as e:
             raise ClaimStoreError(
                 f"cannot create the claims directory {self.path.parent}: {e.strerror or e}; "
