@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +44,7 @@ from accelpool.types import (
     Telemetry,
 )
 from accelpool_nvidia import nvml_codes as rc
+from accelpool_nvidia.boards import board_sms
 from accelpool_nvidia.errors import HINTS, from_nvml, from_oserror, nvml_errors, nvml_text
 from accelpool_nvidia.visibility import format_cuda_visible_devices
 
@@ -363,6 +364,10 @@ class NvidiaBackend(Backend):
             cores = int(pynvml.nvmlDeviceGetNumGpuCores(h))
             attrs["nvidia.com/cudaCores"] = cores
             compute_units = cores // _cores_per_sm(cc)
+        if not compute_units:
+            # NVML gives no core count on a MIG-enabled GPU: use the board's SM count,
+            # or at worst the SMs its biggest MIG profile spans.
+            compute_units = board_sms(pci.pciDeviceId) or self._mig_sms(h)
         try:
             current, pending = pynvml.nvmlDeviceGetMigMode(h)
             attrs["nvidia.com/migCapable"] = True
@@ -382,6 +387,20 @@ class NvidiaBackend(Backend):
             compute_units=compute_units,
             attributes=attrs,
         )
+
+    @staticmethod
+    def _mig_sms(h: Any) -> int:
+        """SMs of the largest GPU instance profile NVML offers (0 without MIG)."""
+        from accelpool_nvidia.models import GI_PROFILE_COUNT
+
+        best = 0
+        for enum in range(GI_PROFILE_COUNT):
+            try:
+                info = pynvml.nvmlDeviceGetGpuInstanceProfileInfo(h, enum)
+            except pynvml.NVMLError:
+                continue
+            best = max(best, int(info.multiprocessorCount))
+        return best
 
     # -- MIG reads ---------------------------------------------------------------------------
     @staticmethod
@@ -493,13 +512,18 @@ class NvidiaBackend(Backend):
             }
         return found
 
-    def _mig_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
+    def _mig_partitions(
+        self, device: DeviceInfo, h: Any, hosting: Mapping[int, str] | None = None
+    ) -> list[PartitionInfo]:
+        """MIG partitions; GPU instances in ``hosting`` (GI id -> mdev) are vGPUs instead."""
         return self._stable(
-            lambda: self._read_mig_partitions(device, h),
+            lambda: self._read_mig_partitions(device, h, hosting),
             f"listing partitions of {self._dev_id(device)}",
         )
 
-    def _read_mig_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
+    def _read_mig_partitions(
+        self, device: DeviceInfo, h: Any, hosting: Mapping[int, str] | None
+    ) -> list[PartitionInfo]:
         from accelpool_nvidia.models import MIB
 
         profiles = self._gi_profiles(h, device)
@@ -507,6 +531,8 @@ class NvidiaBackend(Backend):
         migs = self._mig_devices(h)
         result = []
         for _, info in self._layout(h, profiles):
+            if hosting and info.id in hosting:
+                continue  # listed as the MIG-backed vGPU it hosts
             prof = by_id[info.profileId]
             placement = Placement(info.placement.start, info.placement.size)
             base: dict[str, AttributeValue] = {
@@ -600,9 +626,11 @@ class NvidiaBackend(Backend):
         with self._nvml(f"listing partitions of {self._dev_id(device)}"):
             h = self._handle(device)
             result: list[PartitionInfo] = []
+            vgpu_host = self._is_vgpu_host(device)
             if self._mig_on(h):
-                result.extend(self._mig_partitions(device, h))
-            if self._is_vgpu_host(device):
+                hosting = self._vgpu_gis(h) if vgpu_host else {}
+                result.extend(self._mig_partitions(device, h, hosting))
+            if vgpu_host:
                 result.extend(self._vgpu_partitions(device, h))
             return result
 
@@ -811,14 +839,17 @@ class NvidiaBackend(Backend):
             return self._collect(journal)
 
     def _bare_gpu_instances(self, h: Any, device: DeviceInfo) -> dict[int, tuple[Any, int]]:
-        """GPU instance id -> (handle, profile id) of those without compute instances."""
+        """GPU instance id -> (handle, profile id) of those without compute instances
+        (a MIG-backed vGPU's instance has none either, but is not bare)."""
         profiles = self._gi_profiles(h, device)
         migs = self._mig_devices(h)
-        with_ci = {gi_id for gi_id, _ in migs}
+        taken = {gi_id for gi_id, _ in migs}
+        if self._is_vgpu_host(device):
+            taken |= set(self._vgpu_gis(h))
         return {
             info.id: (gi, info.profileId)
             for gi, info in self._layout(h, profiles)
-            if info.id not in with_ci
+            if info.id not in taken
         }
 
     def _collect(self, journal: CreateJournal, only_gpu: str | None = None) -> list[str]:
@@ -988,6 +1019,7 @@ class NvidiaBackend(Backend):
         creatable = set(self._vgpu_list(pynvml.nvmlDeviceGetCreatableVgpus, h))
         mdev, pci = self._mdev_of(device)
         active = Counter(d.type_id for d in mdev.devices() if d.parent == pci)
+        gi_profiles: dict[int, _GiProfile] = {}
         result = []
         for type_id, name in types.items():
             static = self._vgpu_static(h, type_id)
@@ -1000,17 +1032,27 @@ class NvidiaBackend(Backend):
                 "nvidia.com/vgpuClass": static.vgpu_class,
                 "nvidia.com/creatable": type_id in creatable,
             }
+            # time-sliced vGPUs share every SM of the GPU
+            compute_units = device.compute_units
+            placements: tuple[Placement, ...] = ()
             if static.gi_profile != _NO_GI_PROFILE:
                 attrs["nvidia.com/gpuInstanceProfileId"] = static.gi_profile
+                if not gi_profiles:
+                    gi_profiles = {p.id: p for p in self._gi_profiles(h, device)}
+                prof = gi_profiles[static.gi_profile]
+                compute_units = prof.sms
+                placements = tuple(Placement(s, n) for s, n in prof.placements)
+                # a free GPU instance of the profile, or room to make one
+                room = pynvml.nvmlDeviceGetGpuInstanceRemainingCapacity(h, prof.id)
+                available = min(max_count - active[type_id], available + room)
             result.append(
                 PartitionProfile(
                     name=name,
                     kind="vgpu",
                     memory_bytes=static.framebuffer,
-                    # time-sliced vGPUs share every SM of the GPU
-                    compute_units=device.compute_units,
+                    compute_units=compute_units,
                     max_count=max_count,
-                    placements=(),
+                    placements=placements,
                     available=max(0, available),
                     attributes=attrs,
                 )
@@ -1038,6 +1080,19 @@ class NvidiaBackend(Backend):
                 instances[_str(pynvml.nvmlVgpuInstanceGetMdevUUID(inst))] = inst
         return instances
 
+    def _vgpu_gis(self, h: Any) -> dict[int, str]:
+        """GPU instance id -> mdev UUID of each MIG-backed vGPU NVML reports active."""
+        hosting: dict[int, str] = {}
+        with contextlib.suppress(pynvml.NVMLError_NotSupported):
+            for mdev_uuid, inst in self._active_vgpus(h).items():
+                with contextlib.suppress(
+                    pynvml.NVMLError_InvalidArgument, pynvml.NVMLError_NotFound
+                ):
+                    gi_id = int(pynvml.nvmlVgpuInstanceGetGpuInstanceId(inst))
+                    if gi_id != _NO_GI_PROFILE:
+                        hosting[gi_id] = mdev_uuid
+        return hosting
+
     def _vgpu_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
         mdev, pci = self._mdev_of(device)
         mine = [d for d in mdev.devices() if d.parent == pci]
@@ -1054,22 +1109,39 @@ class NvidiaBackend(Backend):
             }
             if d.uuid in instances:
                 attrs["nvidia.com/vgpuInstance"] = instances[d.uuid]
-            result.append(self._vgpu_info(device, d.uuid, d.type_id, attrs))
+            result.append(self._vgpu_info(device, h, d.uuid, d.type_id, attrs))
         return result
 
     def _vgpu_info(
-        self, device: DeviceInfo, mdev_uuid: str, type_id: int, attrs: dict[str, AttributeValue]
+        self,
+        device: DeviceInfo,
+        h: Any,
+        mdev_uuid: str,
+        type_id: int,
+        attrs: dict[str, AttributeValue],
     ) -> PartitionInfo:
+        static = self._vgpu_static(h, type_id)
+        compute_units, placement = device.compute_units, None
+        inst = attrs.get("nvidia.com/vgpuInstance")
+        if static.gi_profile != _NO_GI_PROFILE and isinstance(inst, int):
+            # A MIG-backed vGPU owns its GPU instance: its SMs and its placement.
+            with contextlib.suppress(pynvml.NVMLError_InvalidArgument, pynvml.NVMLError_NotFound):
+                gi_id = int(pynvml.nvmlVgpuInstanceGetGpuInstanceId(inst))
+                gi_info = pynvml.nvmlGpuInstanceGetInfo(
+                    pynvml.nvmlDeviceGetGpuInstanceById(h, gi_id)
+                )
+                prof = next(p for p in self._gi_profiles(h, device) if p.id == static.gi_profile)
+                attrs["nvidia.com/gpuInstanceId"] = gi_id
+                compute_units = prof.sms
+                placement = Placement(gi_info.placement.start, gi_info.placement.size)
         return PartitionInfo(
             native_id=f"vgpu-{mdev_uuid}",
             device_native_id=device.native_id,
             profile=self._vgpu_name(type_id),
             kind="vgpu",
-            memory_bytes=self._vgpu_statics[type_id].framebuffer
-            if type_id in self._vgpu_statics
-            else int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
-            compute_units=device.compute_units,
-            placement=None,
+            memory_bytes=static.framebuffer,
+            compute_units=compute_units,
+            placement=placement,
             scope="device",
             attributes=attrs,
         )
@@ -1077,14 +1149,22 @@ class NvidiaBackend(Backend):
     def _create_vgpu(self, device: DeviceInfo, h: Any, type_id: int, name: str) -> PartitionInfo:
         dev_id = self._dev_id(device)
         action = f"creating vGPU {name} on {dev_id}"
-        if pynvml.nvmlVgpuTypeGetGpuInstanceProfileId(type_id) != _NO_GI_PROFILE:
-            raise UnsupportedOperation(
-                f"{action}: MIG-backed vGPU types are not supported by accelpool yet; "
-                "disable MIG to use time-sliced vGPU types"
-            )
+        static = self._vgpu_static(h, type_id)
         creatable = set(self._vgpu_list(pynvml.nvmlDeviceGetCreatableVgpus, h))
         mdev, pci = self._mdev_of(device)
-        if type_id not in creatable:
+        made_gi = None
+        if static.gi_profile != _NO_GI_PROFILE:
+            if type_id not in creatable:
+                # No free GPU instance of its profile: make one, without compute
+                # instances (the VM creates those).
+                profiles = self._gi_profiles(h, device)
+                prof = next((p for p in profiles if p.id == static.gi_profile), None)
+                if prof is None:
+                    raise UnsupportedOperation(
+                        f"{action}: NVML offers no GPU instance profile {static.gi_profile}"
+                    )
+                made_gi = self._make_gpu_instance(h, prof, profiles, None, action)
+        elif type_id not in creatable:
             running = sorted(
                 {self._vgpu_name(d.type_id) for d in mdev.devices() if d.parent == pci}
             )
@@ -1102,6 +1182,8 @@ class NvidiaBackend(Backend):
         try:
             mdev.create(pci, type_id, mdev_uuid)
         except OSError as e:
+            if made_gi is not None:
+                self._rollback(made_gi, None)
             raise from_oserror(e, action) from e
         try:
             # Confirm through NVML that the driver took the new vGPU.
@@ -1112,6 +1194,8 @@ class NvidiaBackend(Backend):
                 mdev.remove(mdev_uuid)
             except OSError:
                 note = f"rollback failed, mediated device {mdev_uuid} left behind"
+            if made_gi is not None and self._rollback(made_gi, None):
+                note += ", and a GPU instance was left behind"
             raise from_nvml(e, action, f"NVML failed after the mdev was made ({note})") from e
         attrs: dict[str, AttributeValue] = {
             "nvidia.com/mdevUUID": mdev_uuid,
@@ -1119,7 +1203,7 @@ class NvidiaBackend(Backend):
         }
         if mdev_uuid in instances:
             attrs["nvidia.com/vgpuInstance"] = instances[mdev_uuid]
-        return self._vgpu_info(device, mdev_uuid, type_id, attrs)
+        return self._vgpu_info(device, h, mdev_uuid, type_id, attrs)
 
     def _destroy_vgpu(self, partition: PartitionInfo, pid: str) -> None:
         mdev_uuid = partition.native_id.removeprefix("vgpu-")
@@ -1130,10 +1214,16 @@ class NvidiaBackend(Backend):
         pynvml.nvmlDeviceGetVirtualizationMode(h)  # DeviceLost when the GPU is gone
         if not any(d.uuid == mdev_uuid for d in mdev.devices()):
             raise NotFound(f"partition {pid} no longer exists; run 'accelpool ls'")
+        gi_id = next((g for g, m in self._vgpu_gis(h).items() if m == mdev_uuid), None)
         try:
             mdev.remove(mdev_uuid)
         except OSError as e:
             raise from_oserror(e, f"destroying partition {pid}") from e
+        if gi_id is not None:
+            # The GPU instance was the vGPU's: give its capacity back too. Keep it if
+            # someone has put compute instances in it meanwhile.
+            with contextlib.suppress(pynvml.NVMLError_InUse, pynvml.NVMLError_NotFound):
+                pynvml.nvmlGpuInstanceDestroy(pynvml.nvmlDeviceGetGpuInstanceById(h, gi_id))
 
     # -- telemetry, visibility, sessions ---------------------------------------------------------
     def telemetry(self, device: DeviceInfo) -> Telemetry:
@@ -1251,6 +1341,10 @@ class NvidiaBackend(Backend):
             current, pending = pynvml.nvmlDeviceGetMigMode(h)
         if current == want:
             return MigModeChange(dev_id, enabled, bool(current), bool(pending), "applied")
+        if pending != want and status != rc.SUCCESS:
+            # Refused outright (Hopper while busy): nothing is pending, nvml.h says to
+            # idle the device and retry.
+            raise from_nvml(pynvml.NVMLError(status), f"{verb} MIG mode on {dev_id}", in_use_hint)
         reason = rc.text(status) if status != rc.SUCCESS else "the GPU needs a reset"
         return MigModeChange(
             dev_id,

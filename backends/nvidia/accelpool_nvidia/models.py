@@ -1,8 +1,8 @@
 """GPU models the NVML simulator knows: MIG profile tables, placements and vGPU types.
 
 Figures follow NVIDIA's MIG user guide and real ``nvidia-smi mig -lgip`` output
-(A100-SXM4-40GB, A100-SXM4-80GB, H100 80GB HBM3). H200 memory sizes are estimates
-that reproduce NVIDIA's profile names (1g.18gb ... 7g.141gb). Also home of the
+(A100-SXM4-40GB, A100-SXM4-80GB, H100 80GB HBM3, H200). The H200's 1g.18gb and
+7g.141gb sizes are estimates that reproduce NVIDIA's profile names. Also home of the
 naming rule NVIDIA's tools use for MIG profiles, which the backend applies to
 whatever NVML reports.
 """
@@ -169,16 +169,25 @@ def _ampere_table(mem: tuple[int, int, int, int]) -> tuple[GiProfileSpec, ...]:
     )
 
 
-def _hopper_table(mem: tuple[int, int, int, int]) -> tuple[GiProfileSpec, ...]:
+#: SMs per Hopper profile (1g, 1g+me, 1g 2x memory, 2g, 3g, 4g, 7g) on the SXM boards
+_HOPPER_SXM_SMS = (16, 16, 26, 32, 60, 64, 132)
+#: the same on an H100 PCIe (114 SMs): `nvidia-smi mig -lgip`, driver 570.169
+_H100_PCIE_SMS = (14, 14, 14, 30, 46, 62, 114)
+
+
+def _hopper_table(
+    mem: tuple[int, int, int, int], sms: tuple[int, ...] = _HOPPER_SXM_SMS
+) -> tuple[GiProfileSpec, ...]:
     m1, m2, m4, m8 = mem
+    s1, s1me, s1x2, s2, s3, s4, s7 = sms
     return (
-        _gi(GI_1_SLICE, 19, 1, 1, 7, 16, (1, 1, 0, 1, 0), m1),
-        _gi(GI_1_SLICE_REV1, 20, 1, 1, 1, 16, (1, 1, 0, 1, 1), m1),
-        _gi(GI_1_SLICE_REV2, 15, 1, 2, 4, 26, (1, 1, 0, 1, 0), m2),
-        _gi(GI_2_SLICE, 14, 2, 2, 3, 32, (2, 2, 0, 2, 0), m2),
-        _gi(GI_3_SLICE, 9, 3, 4, 2, 60, (3, 3, 0, 3, 0), m4),
-        _gi(GI_4_SLICE, 5, 4, 4, 1, 64, (4, 4, 0, 4, 0), m4),
-        _gi(GI_7_SLICE, 0, 7, 8, 1, 132, (8, 7, 0, 7, 1), m8),
+        _gi(GI_1_SLICE, 19, 1, 1, 7, s1, (1, 1, 0, 1, 0), m1),
+        _gi(GI_1_SLICE_REV1, 20, 1, 1, 1, s1me, (1, 1, 0, 1, 1), m1),
+        _gi(GI_1_SLICE_REV2, 15, 1, 2, 4, s1x2, (1, 1, 0, 1, 0), m2),
+        _gi(GI_2_SLICE, 14, 2, 2, 3, s2, (2, 2, 0, 2, 0), m2),
+        _gi(GI_3_SLICE, 9, 3, 4, 2, s3, (3, 3, 0, 3, 0), m4),
+        _gi(GI_4_SLICE, 5, 4, 4, 1, s4, (4, 4, 0, 4, 0), m4),
+        _gi(GI_7_SLICE, 0, 7, 8, 1, s7, (8, 7, 0, 7, 1), m8),
     )
 
 
@@ -212,10 +221,55 @@ def _vgpu_types(
     return tuple(types)
 
 
+#: GI profile id -> (compute slices, name suffix) of the MIG-backed vGPU type on it
+_MIG_VGPU_SHAPE = {19: (1, ""), 20: (1, "ME"), 14: (2, ""), 9: (3, ""), 5: (4, ""), 0: (7, "")}
+
+
+def _grid_types(
+    board: str,
+    sliced: tuple[tuple[int, int, int], ...],
+    mig: tuple[tuple[int, int, int, int], ...],
+) -> tuple[VgpuTypeSpec, ...]:
+    """A board's real vGPU types: ``GRID <board>-<gb>C`` time-sliced (id, GB, max per
+    GPU), then ``GRID <board>-<g>-<gb>C[ME]`` MIG-backed (id, GI profile id, GB, max)."""
+    types = [VgpuTypeSpec(i, f"GRID {board}-{gb}C", gb * 1024, n) for i, gb, n in sliced]
+    for i, profile, gb, n in mig:
+        g, me = _MIG_VGPU_SHAPE[profile]
+        name = f"GRID {board}-{g}-{gb}C{me}"
+        types.append(VgpuTypeSpec(i, name, gb * 1024, n, gi_profile_id=profile))
+    return tuple(types)
+
+
+# vGPU types of the A100 boards: ids, names and sizes from vgpuConfig.xml of driver
+# 510.47.03; maximum counts from NVIDIA's vGPU type tables. The 80GB boards have no
+# 5C type, and no board has a MIG-backed type on 1g.10gb/1g.20gb (profile 15).
+_A100_40_SLICED = ((4, 10), (5, 8), (8, 5), (10, 4), (20, 2), (40, 1))
+_A100_40_MIG = ((19, 5, 7), (14, 10, 3), (9, 20, 2), (5, 20, 1), (0, 40, 1))
+
+
+def _a100_40_types(board: str, first: int, me_id: int) -> tuple[VgpuTypeSpec, ...]:
+    sliced = tuple((first + i, gb, n) for i, (gb, n) in enumerate(_A100_40_SLICED))
+    base = first + len(sliced)
+    mig = tuple((base + i, p, gb, n) for i, (p, gb, n) in enumerate(_A100_40_MIG))
+    return _grid_types(board, sliced, (*mig, (me_id, 20, 5, 1)))
+
+
+_A100X_TYPES = _a100_40_types("A100X", 457, 704)  # HGX A100 40GB: nvidia-457...467, 704
+_A100_PCIE_TYPES = _a100_40_types("A100", 468, 706)  # A100 PCIe 40GB: nvidia-468...478, 706
+_A100DX_SLICED = ((615, 4, 20), (616, 8, 10), (617, 10, 8), (618, 16, 5), (619, 20, 4))
+_A100DX_MIG = ((622, 19, 10, 7), (623, 14, 20, 3), (624, 9, 40, 2), (625, 5, 40, 1))
+_A100DX_TYPES = _grid_types(  # HGX A100 80GB: nvidia-615...626, 705
+    "A100DX",
+    (*_A100DX_SLICED, (620, 40, 2), (621, 80, 1)),
+    (*_A100DX_MIG, (626, 0, 80, 1), (705, 20, 10, 1)),
+)
 _A100_40 = _ampere_table((4864, 9856, 19968, 40192))
 _A100_80 = _ampere_table((9728, 19968, 40192, 80640))
 _H100_80 = _hopper_table((9984, 20096, 40448, 81152))
-_H200 = _hopper_table((16384, 33280, 71424, 143104))
+_H100_PCIE = _hopper_table((9984, 20096, 40448, 81152), _H100_PCIE_SMS)
+# 1g.35gb/2g.35gb are 32.25 GiB and 3g.71gb/4g.71gb 69.50 GiB on a real H200
+# (nvidia-smi mig -lgip in NVIDIA/mig-parted#120).
+_H200 = _hopper_table((16384, 33024, 71168, 143104))
 
 MODELS: tuple[GpuModel, ...] = (
     GpuModel(
@@ -229,10 +283,22 @@ MODELS: tuple[GpuModel, ...] = (
         cores=6912,
         power_limit_w=400,
         mig_profiles=_A100_40,
-        vgpu_types=_vgpu_types(
-            "A100X", 468, ((4, 10), (5, 8), (8, 5), (10, 4), (20, 2), (40, 1)), _A100_40, 40
-        ),
+        vgpu_types=_A100X_TYPES,
         aliases=("A100-40GB", "A100"),
+    ),
+    GpuModel(
+        key="A100-PCIE-40GB",
+        name="NVIDIA A100-PCIE-40GB",
+        pci_device_id=0x20F110DE,
+        memory_mib=40960,
+        arch=ARCH_AMPERE,
+        compute_capability=(8, 0),
+        sms=108,
+        cores=6912,
+        power_limit_w=250,
+        mig_profiles=_A100_40,
+        vgpu_types=_A100_PCIE_TYPES,
+        aliases=("A100-PCIe-40GB", "A100-PCIE"),
     ),
     GpuModel(
         key="A100-SXM4-80GB",
@@ -245,13 +311,7 @@ MODELS: tuple[GpuModel, ...] = (
         cores=6912,
         power_limit_w=400,
         mig_profiles=_A100_80,
-        vgpu_types=_vgpu_types(
-            "A100DX",
-            560,
-            ((4, 20), (5, 16), (8, 10), (10, 8), (16, 5), (20, 4), (40, 2), (80, 1)),
-            _A100_80,
-            80,
-        ),
+        vgpu_types=_A100DX_TYPES,
         aliases=("A100-80GB",),
     ),
     GpuModel(
@@ -273,6 +333,26 @@ MODELS: tuple[GpuModel, ...] = (
             80,
         ),
         aliases=("H100", "H100-SXM5-80GB", "H100 80GB HBM3"),
+    ),
+    GpuModel(
+        key="H100-PCIE",
+        name="NVIDIA H100 PCIe",
+        pci_device_id=0x233110DE,
+        memory_mib=81559,
+        arch=ARCH_HOPPER,
+        compute_capability=(9, 0),
+        sms=114,
+        cores=14592,
+        power_limit_w=350,
+        mig_profiles=_H100_PCIE,
+        vgpu_types=_vgpu_types(
+            "H100",
+            900,
+            ((4, 20), (5, 16), (8, 10), (10, 8), (16, 5), (20, 4), (40, 2), (80, 1)),
+            _H100_PCIE,
+            80,
+        ),
+        aliases=("H100-PCIe-80GB", "H100 PCIe"),
     ),
     GpuModel(
         key="H200",

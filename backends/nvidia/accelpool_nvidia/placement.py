@@ -1,8 +1,10 @@
 """Choosing where a MIG GPU instance goes when the caller gives no placement.
 
-The driver's own choice can strand capacity (seven 1g creates land on 6, 4, 5, 0 ...,
-and a later 3g may no longer fit). accelpool instead scores every free start by
-what stays creatable afterwards, biggest profiles first.
+Every free start is scored by what stays creatable afterwards, biggest profiles
+first. This is also the rule that reproduces the driver's own choices in public
+transcripts (seven 1g creates land on 6, 4, 5, 0, 1, 2, 3; all-balanced applied
+biggest first ends with 3g at 4, 2g at 0, 1g at 2 and 3), so the simulator uses it
+for creates without a placement, and accelpool's choice matches the driver's.
 """
 
 from __future__ import annotations

@@ -86,8 +86,6 @@ _MEMORY_V2 = 0x02000028
 _K_GPU, _K_GI, _K_CI, _K_MIG = 1, 2, 3, 4
 _NS = uuidlib.UUID("6f1c3a52-8a7e-4d0b-9d55-2b8a0c1e7f31")
 _CArg = type(ctypes.byref(ctypes.c_int()))
-#: the driver's own choice of slot for a 1-slice profile created without placement
-_DRIVER_1SLICE_ORDER = (6, 4, 5, 0, 1, 2, 3)
 
 
 class SimError(Exception):
@@ -172,8 +170,17 @@ def _unpack(value: int) -> tuple[int, int, int]:
     return value >> 56, ((value >> 36) & 0xFFFFF) - 1, value & ((1 << 36) - 1)
 
 
-def _gi_id(size: int, start: int) -> int:
-    """GPU instance ids as the driver gives them: a binary tree over the 8 memory slices."""
+def _gi_id(size: int, start: int, swapped: bool) -> int:
+    """A GPU instance id as the driver numbers it: a node of a binary tree over 8 memory slices.
+
+    Ids 0 (whole), 1-2 (halves), 3-6 (quarters), 7-14 (eighths). Which physical half
+    is "1" depends on the GPU's history, not on the placement alone (``swapped``): a
+    real A100-80GB shows 3g.40gb at 4 as id 2 on one GPU and id 1 on the next, with
+    2g.20gb at 0 as id 3 or 5 (NVIDIA/DCGM#138), and seven 1g.5gb creates on a fresh
+    A100 give ids 9, 7, 8, 11, 12, 13, 14 (rapidsai/dask-cuda#583).
+    """
+    if swapped and size < 8:
+        start = (start + 4) % 8
     return {8: 0, 4: 1 + start // 4, 2: 3 + start // 2, 1: 7 + start}[size]
 
 
@@ -487,8 +494,11 @@ class NvmlSimulator:
         with self.mutate() as ns:
             if self._busy(ns, index):
                 raise SimError(f"GPU {index} is in use by another client; stop its processes")
+            g = self._gw(ns, index)
             pend = self.mig_mode(index, ns)[1]
-            self._gw(ns, index)["mig"] = [pend, pend]
+            if pend != self.mig_mode(index, ns)[0]:
+                g.pop("halves", None)  # a MIG mode change starts the id numbering afresh
+            g["mig"] = [pend, pend]
 
     def _check_index(self, index: int) -> None:
         if not 0 <= index < len(self.gpus):
@@ -621,6 +631,24 @@ class NvmlSimulator:
                 fits += 1
         return max(0, min(p.instances - used, fits))
 
+    def _driver_placement(self, gpu: int, p: GiProfileSpec, g: Mapping[str, Any]) -> int | None:
+        """Where the driver puts a GPU instance created without a placement.
+
+        The rule that keeps the most of the larger profiles creatable reproduces every
+        public transcript: seven 1g creates land on 6, 4, 5, 0, 1, 2, 3 (MIG user
+        guide), and all-balanced applied biggest first ends with 3g at 4, 2g at 0 and
+        the 1g instances at 2 and 3 (NVIDIA/DCGM#138).
+        """
+        from accelpool_nvidia.placement import Geometry, choose_placement
+
+        def geo(q: GiProfileSpec) -> Geometry:
+            return Geometry(q.id, q.mem_slices, q.starts(), q.instances)
+
+        gis = g.get("gis", {}).values()
+        counts = Counter(gi["profile"] for gi in gis)
+        profiles = [geo(q) for q in self.gpus[gpu].model.mig_profiles]
+        return choose_placement(geo(p), profiles, self._occupied(g), counts)
+
     @staticmethod
     def _ci_specs(gi_prof: GiProfileSpec, one_slice_sms: int) -> dict[int, dict[str, int]]:
         """CI profiles a GI offers: enum -> slices, instances, SMs (go-nvlib's validity rule)."""
@@ -648,8 +676,12 @@ class NvmlSimulator:
         step = 1 << (c - 1).bit_length()
         return [s for s in range(0, g, step) if s + c <= g]
 
-    def mig_uuid(self, gpu: int, gi_serial: int, ci_serial: int) -> str:
-        return f"MIG-{uuidlib.uuid5(_NS, f'{self.gpus[gpu].uuid}/{gi_serial}/{ci_serial}')}"
+    def mig_uuid(self, ns: dict[str, Any], gpu: int, gi_serial: int, ci_serial: int) -> str:
+        """A fresh MIG UUID: serials restart with the state, so each state has its own
+        random epoch, and a fleet started afresh never repeats an old UUID."""
+        epoch = ns.setdefault("epoch", uuidlib.uuid4().hex)
+        name = f"{self.gpus[gpu].uuid}/{epoch}/{gi_serial}/{ci_serial}"
+        return f"MIG-{uuidlib.uuid5(_NS, name)}"
 
     def _mig_devices(self, g: Mapping[str, Any]) -> list[tuple[int, int, Any, Any]]:
         devs = []
@@ -682,11 +714,42 @@ class NvmlSimulator:
                     return t
         raise _Fail(rc.INVALID_ARGUMENT)
 
+    def free_gis(self, ns: Mapping[str, Any], gpu: int, profile_id: int) -> list[int]:
+        """GPU instances of a profile that can host a MIG-backed vGPU, lowest id first.
+
+        A MIG-backed vGPU takes a whole GPU instance that has no compute instances (its
+        VM makes those) and no vGPU yet.
+        """
+        g = self._g(ns, gpu)
+        hosting = {v.get("gi") for v in g.get("vgpus", {}).values()}
+        return sorted(
+            int(k)
+            for k, gi in g.get("gis", {}).items()
+            if gi["profile"] == profile_id and not gi.get("cis") and int(k) not in hosting
+        )
+
+    def _available(self, gpu: int, ns: Mapping[str, Any], t: VgpuTypeSpec) -> int:
+        """What the mdev type's ``available_instances`` shows."""
+        if t.id not in {c.id for c in self._creatable(gpu, ns)}:
+            return 0
+        active = sum(1 for v in self._g(ns, gpu).get("vgpus", {}).values() if v["type"] == t.id)
+        left = t.max_instances - active
+        if t.gi_profile_id is not None:
+            left = min(left, len(self.free_gis(ns, gpu, t.gi_profile_id)))
+        return max(0, left)
+
     def _creatable(self, gpu: int, ns: Mapping[str, Any]) -> list[VgpuTypeSpec]:
         types = self._vgpu_types(gpu, ns)
-        if any(t.gi_profile_id is not None for t in types):
-            return []  # MIG-backed vGPUs are not modelled: nothing is creatable
         active = Counter(v["type"] for v in self._g(ns, gpu).get("vgpus", {}).values())
+        if any(t.gi_profile_id is not None for t in types):
+            # MIG-backed: each type needs a free GPU instance of its profile.
+            return [
+                t
+                for t in types
+                if t.gi_profile_id is not None
+                and active[t.id] < t.max_instances
+                and self.free_gis(ns, gpu, t.gi_profile_id)
+            ]
         if active:
             # Homogeneous time-sliced mode: only the type already running, while it fits.
             (running,) = active
@@ -770,21 +833,21 @@ class NvmlSimulator:
                     types, creatable = [], set()
                 wanted = {f"nvidia-{t.id}" for t in types}
                 vgpus = self._g(ns, gpu.index).get("vgpus", {})
-                active = Counter(v["type"] for v in vgpus.values())
                 rel = f"class/mdev_bus/{gpu.sysfs_pci}/mdev_supported_types"
                 with root.makedirs(rel, replace=True) as base:
                     for stale in base.listdir():
                         if stale not in wanted:
                             base.remove(stale)
                     for t in types:
-                        avail = t.max_instances - active[t.id] if t.id in creatable else 0
+                        avail = self._available(gpu.index, ns, t) if t.id in creatable else 0
                         files = {
                             "name": f"{t.name}\n",
-                            "available_instances": f"{max(0, avail)}\n",
+                            "available_instances": f"{avail}\n",
                             "device_api": "vfio-pci\n",
+                            # the kernel module's wording, sizes in M (vgpuConfig.xml 510.47.03)
                             "description": (
                                 f"num_heads=1, frl_config=60, "
-                                f"framebuffer={t.framebuffer_mb // 1024}G, max_resolution="
+                                f"framebuffer={t.framebuffer_mb}M, max_resolution="
                                 f"4096x2160, max_instance={t.max_instances}\n"
                             ),
                             "create": "",
@@ -868,10 +931,11 @@ class NvmlSimulator:
             if type_id not in creatable:
                 raise OSError(errno.ENOSPC, "no vGPU instance of this type available", str(path))
             inst = 1000 + self._next_serial(ns)
-            self._gw(ns, gpu.index).setdefault("vgpus", {})[str(inst)] = {
-                "type": type_id,
-                "mdev": mdev,
-            }
+            vgpu: dict[str, Any] = {"type": type_id, "mdev": mdev}
+            spec = self._vgpu_type(type_id)
+            if spec.gi_profile_id is not None:
+                vgpu["gi"] = self.free_gis(ns, gpu.index, spec.gi_profile_id)[0]
+            self._gw(ns, gpu.index).setdefault("vgpus", {})[str(inst)] = vgpu
             self._arm(ns, "mdev-create", gpu.index)
             return
         raise OSError(errno.EACCES, "not writable", str(path))
@@ -1005,7 +1069,29 @@ class _Impl:
             ci = snap.gpus[str(gpu)]["gis"][str(gi_id)]["cis"][str(ci_id)]
             _set_ptr(ref, _handle(_K_MIG, gpu, ci["serial"]))
             return rc.SUCCESS
+        legacy = self._legacy_mig(key, snap)
+        if legacy is not None:
+            _set_ptr(ref, _handle(_K_MIG, *legacy))
+            return rc.SUCCESS
         raise _Fail(rc.NOT_FOUND)
+
+    def _legacy_mig(self, key: str, snap: Any) -> tuple[int, int] | None:
+        """(gpu, CI serial) of a pre-R470 ``MIG-GPU-<gpu uuid>/<gi>/<ci>`` name.
+
+        NVML still accepts that form (R535 release notes) alongside ``MIG-<uuid>``.
+        """
+        if not key.startswith("MIG-GPU-"):
+            return None
+        gpu_uuid, _, rest = key.removeprefix("MIG-").partition("/")
+        gi_text, _, ci_text = rest.partition("/")
+        gpu = self.s._by_uuid.get(gpu_uuid)
+        if gpu is None or not gi_text.isdigit() or not ci_text.isdigit():
+            return None
+        if gpu in snap.lost:
+            raise _Fail(rc.GPU_IS_LOST)
+        gi = snap.gpus.get(str(gpu), {}).get("gis", {}).get(str(int(gi_text)))
+        ci = (gi or {}).get("cis", {}).get(str(int(ci_text)))
+        return None if ci is None else (gpu, ci["serial"])
 
     def nvmlDeviceGetHandleByPciBusId_v2(self, text: Any, ref: Any) -> int:
         raw = text.value if isinstance(text, ctypes.c_char_p) else text
@@ -1101,7 +1187,13 @@ class _Impl:
         return rc.SUCCESS
 
     def nvmlDeviceGetNumGpuCores(self, h: Any, ref: Any) -> int:
-        _out(ref).value = self.s.gpus[self.s._gpu(h)].model.cores
+        # NOT_SUPPORTED on MIG devices and on MIG-enabled GPUs (nvml.h).
+        if self._mig_handle(h) is not None:
+            raise _Fail(rc.NOT_SUPPORTED)
+        gpu = self.s._gpu(h)
+        if self.s.mig_mode(gpu)[0] == 1:
+            raise _Fail(rc.NOT_SUPPORTED)
+        _out(ref).value = self.s.gpus[gpu].model.cores
         return rc.SUCCESS
 
     def nvmlDeviceGetVirtualizationMode(self, h: Any, ref: Any) -> int:
@@ -1162,12 +1254,18 @@ class _Impl:
             cur, _ = self.s.mig_mode(gpu, ns)
             busy = self.s._busy(ns, gpu)
             if busy and cur != m and not sim_gpu.model.is_ampere:
-                raise _Fail(rc.IN_USE)  # Hopper applies at once or refuses
-            if busy and cur != m:
+                # Hopper applies at once or not at all; the refusal comes back in
+                # activationStatus, the call itself succeeds (nvml.h: "if device unbind
+                # fails because the device isn't idle, NVML_ERROR_IN_USE would be
+                # returned" there, and the caller is to idle the device and retry).
+                out.value = rc.IN_USE
+            elif busy and cur != m:
                 # Ampere: the change waits for a GPU reset the driver cannot do now.
                 g["mig"] = [cur, m]
                 out.value = rc.IN_USE
             else:
+                if cur != m:
+                    g.pop("halves", None)  # a MIG mode change starts the id numbering afresh
                 g["mig"] = [m, m]
                 out.value = rc.SUCCESS
         return rc.SUCCESS
@@ -1246,19 +1344,18 @@ class _Impl:
                 if start not in p.starts() or size != p.mem_slices:
                     raise _Fail(rc.INVALID_ARGUMENT)
             else:
-                order = _DRIVER_1SLICE_ORDER if p.mem_slices == 1 else p.starts()[::-1]
-                free = [
-                    s for s in order if not any(_overlaps((s, p.mem_slices), o) for o in occupied)
-                ]
-                if not free:
+                start = self.s._driver_placement(gpu, p, g)
+                if start is None:
                     raise _Fail(rc.INSUFFICIENT_RESOURCES)
-                start = free[0]
             if sum(1 for gi in gis.values() if gi["profile"] == pid) >= p.instances:
                 raise _Fail(rc.INSUFFICIENT_RESOURCES)
             if any(_overlaps((start, p.mem_slices), o) for o in occupied):
                 raise _Fail(rc.INSUFFICIENT_RESOURCES)
             serial = self.s._next_serial(ns)
-            gi_id = _gi_id(p.mem_slices, start)
+            if "halves" not in g:
+                # The first instance since MIG was enabled fixes which half is which.
+                g["halves"] = int(start >= 4 and p.mem_slices < 8)
+            gi_id = _gi_id(p.mem_slices, start, bool(g["halves"]))
             gis[str(gi_id)] = {
                 "profile": pid,
                 "start": start,
@@ -1334,6 +1431,8 @@ class _Impl:
             gi_id, gi = self.s._gi(h, ns)[1:]
             if gi.get("cis"):
                 raise _Fail(rc.IN_USE)  # compute instances still exist
+            if any(v.get("gi") == gi_id for v in self.s._g(ns, gpu).get("vgpus", {}).values()):
+                raise _Fail(rc.IN_USE)  # a MIG-backed vGPU runs on it
             del self.s._gw(ns, gpu)["gis"][str(gi_id)]
         return rc.SUCCESS
 
@@ -1416,6 +1515,8 @@ class _Impl:
         with self.s.mutate() as ns:
             gi_id, gi = self.s._gi(h, ns)[1:]
             gi = self.s._gw(ns, gpu)["gis"][str(gi_id)]
+            if any(v.get("gi") == gi_id for v in self.s._g(ns, gpu).get("vgpus", {}).values()):
+                raise _Fail(rc.IN_USE)  # given to a MIG-backed vGPU: its VM makes the CIs
             spec, free = self._ci_free(gpu, gi, enum)
             cis = gi.setdefault("cis", {})
             if sum(1 for c in cis.values() if c["profile"] == enum) >= spec["instances"]:
@@ -1440,7 +1541,7 @@ class _Impl:
                 "start": start,
                 "size": spec["slices"],
                 "serial": serial,
-                "uuid": self.s.mig_uuid(gpu, gi["serial"], serial),
+                "uuid": self.s.mig_uuid(ns, gpu, gi["serial"], serial),
             }
         _set_ptr(ref, _handle(_K_CI, gpu, serial))
         return rc.SUCCESS
@@ -1664,6 +1765,11 @@ class _Impl:
     def nvmlVgpuInstanceGetUUID(self, inst: Any, buf: Any, size: Any) -> int:
         _, v = self._vgpu(inst)
         _set_str(buf, size, str(uuidlib.uuid5(_NS, "vgpu/" + v["mdev"])))
+        return rc.SUCCESS
+
+    def nvmlVgpuInstanceGetGpuInstanceId(self, inst: Any, ref: Any) -> int:
+        # INVALID_GPU_INSTANCE_ID for a time-sliced vGPU (nvml.h)
+        _out(ref).value = self._vgpu(inst)[1].get("gi", _INVALID_GI_PROFILE_ID)
         return rc.SUCCESS
 
     def nvmlVgpuInstanceGetFbUsage(self, inst: Any, ref: Any) -> int:

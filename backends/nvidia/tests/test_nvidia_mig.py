@@ -68,8 +68,8 @@ def test_a100_80gb_table(inventory: Inv, fleet_file: Callable[..., str]) -> None
 
 def test_naming_rule_rounds_half_up() -> None:
     h200_total = 143771 * MIB
-    assert mig_memory_gb(71424, h200_total) == 71  # 70.5 GB, which round() makes 70
-    assert mig_profile_name(3, 71424, h200_total) == "3g.71gb"
+    assert mig_memory_gb(71168, h200_total) == 71  # 70.5 GB, which round() makes 70
+    assert mig_profile_name(3, 71168, h200_total) == "3g.71gb"
     assert mig_profile_name(1, 4864, 40960 * MIB, 7) == "1g.5gb+me"
     assert mig_profile_name(3, 19968, 40960 * MIB, 2, ci_slices=1) == "1c.3g.20gb"
     assert GIB == 1 << 30

@@ -207,17 +207,6 @@ def test_ampere_pending_mig_mode(plain_pynvml: Sim, fleet_file: Callable[..., st
         pynvml.nvmlDeviceSetMigMode(h, pynvml.NVML_DEVICE_MIG_DISABLE)
 
 
-def test_hopper_refuses_mig_change_while_busy(
-    plain_pynvml: Sim, fleet_file: Callable[..., str]
-) -> None:
-    sim = plain_pynvml(load_fleet(fleet_file("H100-80GB-HBM3", mig=False)))
-    h = pynvml.nvmlDeviceGetHandleByIndex(0)
-    sim.add_process(sim.gpus[0].uuid)
-    with pytest.raises(pynvml.NVMLError_InUse):
-        pynvml.nvmlDeviceSetMigMode(h, 1)
-    assert pynvml.nvmlDeviceGetMigMode(h) == [0, 0]
-
-
 def test_unprivileged_gets_no_permission(plain_pynvml: Sim, fleet_file: Callable[..., str]) -> None:
     plain_pynvml(load_fleet(fleet_file("A100-SXM4-40GB", mig=True, privileged=False)))
     h = pynvml.nvmlDeviceGetHandleByIndex(0)
