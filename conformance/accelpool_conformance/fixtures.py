@@ -224,6 +224,26 @@ def partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     return clean(plan, backend, plan.partitionable[0])
 
 
+def devices_by_kind(plan: Plan, backend: CheckedBackend) -> dict[str, DeviceInfo]:
+    """For each partition kind offered, the first empty device offering it (checked clean)."""
+    out: dict[str, DeviceInfo] = {}
+    for d in plan.partitionable:
+        kinds = {p.kind for p in backend.profiles(d)} - set(out)
+        if kinds:
+            clean(plan, backend, d)
+        for k in sorted(kinds):
+            out[k] = d
+    return out
+
+
+def smallest_of_kind(backend: CheckedBackend, device: DeviceInfo, kind: str) -> PartitionProfile:
+    """The smallest profile of ``kind`` on ``device`` (memory, then compute, then name)."""
+    return min(
+        (p for p in backend.profiles(device) if p.kind == kind),
+        key=lambda p: (p.memory_bytes, p.compute_units, p.name),
+    )
+
+
 @pytest.fixture
 def second_partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     """Another empty, partitionable device (skips on one-device hosts)."""
