@@ -238,3 +238,80 @@ def own_ids(
         if all(str(o.attributes.get(key)) != str(value) for o in others):
             out.add(str(value))
     return out
+
+
+def check_device_envs(devices: Sequence[DeviceInfo], envs: Mapping[str, Mapping[str, str]]) -> None:
+    """A whole device's visibility variables name it: an ordinal token (an index, a logic
+    id) is its own index or vendor id, and no token is another device's id."""
+    from accelpool.session._worker import is_visibility_var
+
+    for d in devices:
+        env = envs.get(d.native_id)
+        if env is None:
+            continue
+        mine = own_ids(d, devices)
+        for var, tok in sorted(tokens(env)):
+            if not is_visibility_var(var) or tok in mine:
+                continue
+            others = [o.native_id for o in devices if o is not d and tok in own_ids(o, devices)]
+            check(
+                not is_ordinal(tok),
+                inv.VISIBILITY_ORDINALS,
+                f"visibility_env([{d.native_id}]) sets {var}={env[var]!r}: ordinal {tok} is not "
+                f"index {d.index} of the target nor one of its vendor ids"
+                + (f"; it names {others}" if others else ""),
+            )
+            check(
+                not others,
+                inv.VISIBILITY,
+                f"visibility_env([{d.native_id}]) sets {var}={env[var]!r}, naming {others}",
+            )
+
+
+def check_partition_envs(
+    parts: Sequence[PartitionInfo], envs: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Live partitions of one device: each environment names its partition and no other.
+
+    Tokens every partition's environment shares (a runtime switch, an ordinal counted
+    inside the container the environment sets up) name none of them and are set aside.
+    A ``process``-scope partition exists only in its creating process, so no environment
+    can name it to another: its environment must only not name another partition.
+    """
+    toks = {p.native_id: tokens(envs[p.native_id]) for p in parts}
+    common = set.intersection(*toks.values()) if toks else set()
+    ids = {p.native_id: own_ids(p, parts) for p in parts}
+    for p in parts:
+        env = dict(envs[p.native_id])
+        own = toks[p.native_id] - common
+        for q in parts:
+            if q is p:
+                continue
+            named = sorted(t for _, t in own if t in ids[q.native_id] - ids[p.native_id])
+            check(
+                not named,
+                inv.VISIBILITY_PER_PARTITION,
+                f"visibility_env([{p.native_id}]) = {env} names partition {q.native_id} "
+                f"(by {named})",
+            )
+            check(
+                p.scope != "device" or envs[q.native_id] != envs[p.native_id],
+                inv.VISIBILITY_PER_PARTITION,
+                f"live partitions {p.native_id} and {q.native_id} of one device get the same "
+                f"environment {env}",
+            )
+        if p.scope != "device":
+            continue
+        check(
+            any(t in ids[p.native_id] for _, t in own),
+            inv.VISIBILITY_PER_PARTITION,
+            f"visibility_env([{p.native_id}]) = {env} names none of the partition's ids "
+            f"{sorted(ids[p.native_id])} (its native id, or a vendor id among its attributes)",
+        )
+        stray = sorted(f"{v}={t}" for v, t in own if is_ordinal(t) and t not in ids[p.native_id])
+        check(
+            not stray,
+            inv.VISIBILITY_ORDINALS,
+            f"visibility_env([{p.native_id}]) = {env} sets ordinals {stray} that are none of "
+            f"the partition's ids {sorted(ids[p.native_id])}",
+        )
