@@ -248,7 +248,11 @@ def smallest_of_kind(backend: CheckedBackend, device: DeviceInfo, kind: str) -> 
 def second_partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     """Another empty, partitionable device (skips on one-device hosts)."""
     if len(plan.partitionable) < 2:
-        pytest.skip("needs two empty partitionable devices; this host has fewer")
+        # Not applicable, as a profile without placements is: nothing to be independent of.
+        pytest.skip(
+            UNSUPPORTED_PREFIX + "needs two empty partitionable devices; this host has "
+            f"{len(plan.partitionable)}"
+        )
     return clean(plan, backend, plan.partitionable[1])
 
 
