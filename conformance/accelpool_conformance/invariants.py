@@ -40,7 +40,6 @@ ORDERED = "devices are listed in index order"
 ATTRIBUTE_NAMES = "attribute names are vendor-qualified"
 CAPS_CONSISTENT = "capability declarations are consistent"
 PROFILES_CONSISTENT = "profiles are consistent with their device"
-TELEMETRY_HONEST = "telemetry is honest"
 #: Units: bytes, percent, degrees Celsius, watts (per device); see TELEMETRY_BOUNDS.
 TELEMETRY_PLAUSIBLE = "telemetry is plausible"
 INDEX_TRUTH = "backend:index follows the vendor's numbering"
