@@ -66,11 +66,13 @@ def fleet_entries(ctx: SuiteContext) -> tuple[list[FleetEntry], str] | None:
 
         fleet = load_fleet(ctx.sim)
         raw_entries, source = fleet.for_backend(ctx.backend_name), fleet.source
-    else:
-        sim = getattr(ctx.raw_backend().context, "sim", None)
-        if sim is None:
-            return None
+    sim = getattr(ctx.raw_backend().context, "sim", None)
+    if not raw_entries and sim is not None:
+        # A plugin tested under another name than its fleet entries' (a wrapper): the
+        # entries its simulator was handed are the truth then.
         raw_entries, source = sim.devices, f"simulated fleet {sim.fleet}"
+    if not raw_entries:
+        return None
     merged: list[FleetEntry] = []
     for e in raw_entries:
         model, count = str(getattr(e, "model", "")), int(getattr(e, "count", 1))
