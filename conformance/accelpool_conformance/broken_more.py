@@ -166,6 +166,20 @@ class OrdinalShift(Wrapped):
         }
 
 
+class ParentOrdinal(Wrapped):
+    """A partition's in-container ordinal 0 becomes its parent device's index."""
+
+    def visibility_env(self, targets: Sequence[Target]) -> dict[str, str]:
+        env = self.inner.visibility_env(targets)
+        if len(targets) != 1 or not isinstance(targets[0], PartitionInfo):
+            return env
+        parent = next(d for d in self.inner.devices() if d.native_id == targets[0].device_native_id)
+        return {
+            k: str(parent.index) if k.endswith("_VISIBLE_DEVICES") and v == "0" else v
+            for k, v in env.items()
+        }
+
+
 class MadeUpProvider(Wrapped):
     """Names an execution provider onnxruntime does not have, then the CPU."""
 
@@ -252,6 +266,7 @@ FLAWS: dict[str, Flaw] = {
             "sibling-environment", SiblingEnvironment, inv.VISIBILITY_PER_PARTITION, ("sessions",)
         ),
         Flaw("ordinal-shift", OrdinalShift, inv.VISIBILITY_ORDINALS, ("sessions",)),
+        Flaw("parent-ordinal", ParentOrdinal, inv.VISIBILITY_ORDINALS, ("sessions",)),
         Flaw("made-up-provider", MadeUpProvider, inv.PROVIDERS_REAL, ("sessions",)),
         Flaw(
             "partitions-no-targets", PartitionsNoTargets, inv.EVERY_PARTITION_TARGET, ("sessions",)

@@ -224,10 +224,13 @@ def partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     return clean(plan, backend, plan.partitionable[0])
 
 
-def devices_by_kind(plan: Plan, backend: CheckedBackend) -> dict[str, DeviceInfo]:
-    """For each partition kind offered, the first empty device offering it (checked clean)."""
+def devices_by_kind(
+    plan: Plan, backend: CheckedBackend, last: bool = False
+) -> dict[str, DeviceInfo]:
+    """For each partition kind offered, the first (or ``last``) empty device offering it,
+    checked clean."""
     out: dict[str, DeviceInfo] = {}
-    for d in plan.partitionable:
+    for d in reversed(plan.partitionable) if last else plan.partitionable:
         kinds = {p.kind for p in backend.profiles(d)} - set(out)
         if kinds:
             clean(plan, backend, d)

@@ -280,6 +280,8 @@ def check_partition_envs(
     A ``process``-scope partition exists only in its creating process, so no environment
     can name it to another: its environment must only not name another partition.
     """
+    from accelpool.session._worker import is_visibility_var
+
     toks = {p.native_id: tokens(envs[p.native_id]) for p in parts}
     common = set.intersection(*toks.values()) if toks else set()
     ids = {p.native_id: own_ids(p, parts) for p in parts}
@@ -311,6 +313,13 @@ def check_partition_envs(
             f"{sorted(ids[p.native_id])} (its native id, or a vendor id among its attributes)",
         )
         stray = sorted(f"{v}={t}" for v, t in own if is_ordinal(t) and t not in ids[p.native_id])
+        # An ordinal every partition's environment shares counts what the environment
+        # makes visible (the container's own numbering): one target, so only 0.
+        stray += sorted(
+            f"{v}={t}"
+            for v, t in toks[p.native_id] & common
+            if is_visibility_var(v) and is_ordinal(t) and t != "0" and t not in ids[p.native_id]
+        )
         check(
             not stray,
             inv.VISIBILITY_ORDINALS,

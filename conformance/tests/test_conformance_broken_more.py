@@ -32,6 +32,7 @@ KEYWORDS = {
 IN_TREE = {
     "indexes-reversed": ("ascend", "atlas-300i-310p", "vendors_numbering"),
     "ordinal-shift": ("ascend", "atlas-300i-310p", "ordinals"),
+    "parent-ordinal": ("ascend", "atlas-300i-310p", "names_it_and_no_other"),
 }
 
 
