@@ -108,9 +108,13 @@ class _Probe(threading.Thread):
             if not devices:
                 self.result = self._unavailable(f"not part of simulated fleet {self.fleet.name!r}")
                 return
-            sim = SimContext(
-                self.fleet.name, devices, self.fleet.state(), self.fleet.state_root() / name
-            )
+            try:
+                sim = SimContext(
+                    self.fleet.name, devices, self.fleet.state(), self.fleet.state_root() / name
+                )
+            except AccelPoolError as e:  # e.g. the state directory changed under us
+                self.result = self._unavailable(str(e))
+                return
         backend: Backend | None = None
         try:
             backend = cls(BackendContext(name=name, sim=sim))
@@ -159,6 +163,10 @@ def load_backends(
     # probes are mostly imports, which hold the GIL, so running them side by side is
     # slower than in turn; the thread is there for the bound, not for parallelism.
     timeout = _probe_timeout()
+    if fleet is not None:
+        # A state directory that cannot be used is the caller's problem, not a
+        # backend's: say so here, once, instead of in every probe thread.
+        fleet.open_state()
     results = []
     for ep in eps:
         probe = _Probe(ep, fleet)

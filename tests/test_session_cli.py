@@ -124,3 +124,16 @@ def test_claims_lists_holders(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["claims", "--reap"]) == 0
         out = capsys.readouterr().out
         assert "toy:toy-0" in out and "Dropped 0 claim(s)" in out
+
+
+def test_run_with_a_clean_worker_environment(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The allow-list alone must be enough for the worker to start and run a model.
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    part = _mig(capsys)
+    argv = ["--sim", "dgx-a100", "run", str(files["model"]), "--on", part, "--allow-fallback"]
+    argv += ["--input", f"x={files['x']}", "--json", "--clean-env", "--pass-env", "HF_*"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["isolated"] is True and doc["outputs"][0]["shape"] == [4]

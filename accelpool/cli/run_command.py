@@ -43,6 +43,19 @@ def register(sub: Any) -> None:
         help="run in this process instead of an isolated worker (no visibility variables set)",
     )
     p.add_argument(
+        "--clean-env",
+        action="store_true",
+        help="start the worker with only a short allow-list of this environment "
+        "(PATH, HOME, locale, library paths, toolkit homes) plus the visibility variables",
+    )
+    p.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --clean-env, also pass NAME (a name or a * pattern; repeatable)",
+    )
+    p.add_argument(
         "--allow-fallback",
         action="store_true",
         help="run on the CPU when onnxruntime lacks the target's execution provider",
@@ -50,9 +63,19 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("claims", help="devices and partitions held by sessions on this host")
+    c = sub.add_parser(
+        "claims", help="devices and partitions held by sessions and named holders on this host"
+    )
     c.add_argument(
-        "--reap", action="store_true", help="first drop claims whose holder process is gone"
+        "--reap",
+        action="store_true",
+        help="first drop stale claims (ended or unprovable processes, expired named holders)",
+    )
+    c.add_argument(
+        "--release",
+        metavar="HOLDER",
+        default=None,
+        help="first release every claim of the named holder HOLDER (e.g. k8s:<uid>)",
     )
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(func=cmd_claims)
@@ -135,7 +158,11 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ProviderFallbackWarning)
         with open_session(
-            target, isolate=not args.in_process, allow_fallback=args.allow_fallback
+            target,
+            isolate=not args.in_process,
+            allow_fallback=args.allow_fallback,
+            clean_env=True if args.clean_env else None,
+            pass_env=args.pass_env,
         ) as session:
             loaded = session.load(args.model)
             start = time.perf_counter()
@@ -188,13 +215,24 @@ def cmd_claims(args: argparse.Namespace, ctx: CliContext) -> int:
     from accelpool.session import ClaimStore
 
     store = ClaimStore()
+    released = None
+    if args.release is not None:
+        if args.release.startswith("pid:"):
+            raise InvalidRequest(
+                f"{args.release} is a process holder: its claims end with the process "
+                "(stale ones go with --reap); --release takes a named holder such as k8s:<uid>"
+            )
+        released = store.release_holder(args.release)
     reaped = store.reap() if args.reap else 0
     claims = store.claims()
     if args.json:
         print_json([c.to_json() for c in claims])
         return 0
+    if released is not None:
+        what = ", ".join(c.target for c in released) or "nothing"
+        print(f"Released {len(released)} claim(s) of {args.release}: {what}.")
     if args.reap:
-        print(f"Dropped {reaped} claim(s) of ended processes.")
+        print(f"Dropped {reaped} claim(s) of stale holders.")
     if not claims:
         print("No device or partition is claimed on this host.")
         return 0
@@ -202,11 +240,21 @@ def cmd_claims(args: argparse.Namespace, ctx: CliContext) -> int:
         (
             c.target,
             c.kind,
-            c.pid,
-            "yes" if c.holder_alive() else "no (reclaimable)",
+            c.holder if c.named else f"pid {c.pid}",
+            (c.owner or "") if c.named else (_command(c.pid) or ""),
+            "yes" if c.holder_alive() else "no (stale)",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.opened_at)),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.expires_at))
+            if c.expires_at is not None
+            else "",
         )
         for c in claims
     ]
-    print_table(("TARGET", "KIND", "PID", "ALIVE", "SINCE"), rows)
+    print_table(("TARGET", "KIND", "HOLDER", "OWNER", "LIVE", "SINCE", "EXPIRES"), rows)
     return 0
+
+
+def _command(pid: int) -> str | None:
+    from accelpool.session._claims import process_command
+
+    return process_command(pid)

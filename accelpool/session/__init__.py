@@ -12,7 +12,14 @@ See docs/sessions.md for the claim rules, isolation and the worker protocol.
 
 from __future__ import annotations
 
-from accelpool.session._claims import Claim, ClaimStore, holder_alive, process_start_time
+from accelpool.session._claims import (
+    Claim,
+    ClaimStore,
+    ClaimStoreError,
+    holder_alive,
+    process_start_time,
+)
+from accelpool.session._env import CLEAN_ENV_ALLOW, WORKER_ENV_VAR
 from accelpool.session._session import (
     PATH_RECHECK_S,
     LoadedModel,
@@ -23,9 +30,12 @@ from accelpool.session._session import (
 )
 
 __all__ = [
+    "CLEAN_ENV_ALLOW",
     "PATH_RECHECK_S",
+    "WORKER_ENV_VAR",
     "Claim",
     "ClaimStore",
+    "ClaimStoreError",
     "LoadedModel",
     "ProviderFallbackWarning",
     "Session",

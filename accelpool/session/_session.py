@@ -25,6 +25,7 @@ from accelpool.errors import (
     UnsupportedOperation,
 )
 from accelpool.inventory import Device, Inventory, Partition, discover
+from accelpool.session import _env
 from accelpool.session import _worker as w
 from accelpool.session._claims import Claim, ClaimKind, ClaimStore
 
@@ -263,8 +264,13 @@ class Session:
         max_models: int,
         store: ClaimStore,
         inventory: Inventory | None,
+        clean_env: bool | None = None,
+        pass_env: Sequence[str] = (),
     ) -> None:
         self.target = target
+        #: whether the worker starts with a clean environment (see accelpool.session._env)
+        self.clean_env = clean_env if clean_env is not None else _env.default_policy() == "clean"
+        self._pass_env = tuple(pass_env)
         self.isolated = isolate
         self.allow_fallback = allow_fallback
         self._res = _Resources()
@@ -375,8 +381,9 @@ class Session:
             worker = None
         if worker is None:
             self._loaded.clear()
-            env = {k: v for k, v in os.environ.items() if not w.is_visibility_var(k)}
-            env.update(self.env)
+            env = _env.worker_environment(
+                os.environ, self.env, clean=self.clean_env, pass_env=self._pass_env
+            )
             self._res.worker = None
             self._res.worker = worker = _WorkerProc(env, self._config, self.target_id)
         return worker
@@ -665,6 +672,8 @@ def open_session(
     session_config: Mapping[str, str] | None = None,
     inventory: Inventory | None = None,
     max_models: int = 8,
+    clean_env: bool | None = None,
+    pass_env: Sequence[str] = (),
 ) -> Session:
     """Claim ``target`` and open a session on it (also a context manager).
 
@@ -677,6 +686,11 @@ def open_session(
     :class:`UnsupportedOperation` unless ``allow_fallback=True`` (then the CPU is used,
     with a :class:`ProviderFallbackWarning`). ``session_config`` entries go to
     onnxruntime's ``SessionOptions.add_session_config_entry``.
+
+    The worker inherits this process's environment (minus other visibility
+    variables) unless ``clean_env=True`` (default: ``$ACCELPOOL_WORKER_ENV=clean``):
+    then it gets only :data:`accelpool.session.CLEAN_ENV_ALLOW`, the names or
+    patterns in ``pass_env``, and the target's visibility variables.
 
     Raises :class:`~accelpool.InUse` naming the holder's pid when another live session
     holds the target, its device, or one of its partitions.
@@ -711,6 +725,8 @@ def open_session(
             max_models=max_models,
             store=ClaimStore(),
             inventory=owned,
+            clean_env=clean_env,
+            pass_env=pass_env,
         )
     except BaseException:
         if owned is not None:

@@ -65,23 +65,32 @@ class Fleet:
         return StateStore(self.state_root() / "state.json")
 
     def reset(self) -> bool:
-        """Forget everything simulated for this fleet; True if there was anything."""
-        import shutil
+        """Forget everything simulated for this fleet; True if there was anything.
 
-        root = self.state_root()
-        if not root.exists():
+        Deletes through :mod:`accelpool.safefs`: a link in the tree is removed, never
+        followed.
+        """
+        from accelpool.statedir import open_state_tree
+
+        tree = open_state_tree(self.state_root(), create=False)
+        if tree is None:
             return False
         removed = False
-        with self.state().lock():
-            for child in root.iterdir():
-                if child.name == "state.json.lock":
+        with tree, self.state().lock():
+            for name in tree.listdir():
+                if name == "state.json.lock":
                     continue  # held right now; other processes wait on it
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-                removed = True
+                removed = tree.remove(name) or removed
         return removed
+
+    def open_state(self) -> None:
+        """Make (or check) this fleet's state folder now, so a state directory that
+        cannot be used fails here, in the caller's thread, with one clear error."""
+        from accelpool.statedir import open_state_tree
+
+        tree = open_state_tree(self.state_root())
+        if tree is not None:
+            tree.close()
 
 
 # hashlib, tomllib and importlib.resources are imported where used: plain discovery

@@ -4,29 +4,27 @@ Simulated fleets keep their state (partitions, MIG mode, ...) here so separate
 processes and CLI calls see one fleet, as they would see one piece of hardware.
 Writes are atomic (temporary file + rename) and happen only when a transaction
 finishes without error, so a failure half way leaves the previous state intact.
+They go through :mod:`accelpool.safefs`: no link in the state tree is followed, and
+the file gets the state directory's permissions (``0600``, or ``0660`` when shared).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accelpool.errors import PermissionDenied
+from accelpool.safefs import SafeDir
+from accelpool.statedir import open_state_tree, state_dir, state_policy
+
 if TYPE_CHECKING:
     from filelock import FileLock
 
-
-def state_dir() -> Path:
-    """The state directory: ``$ACCELPOOL_STATE_DIR`` or the user's state directory."""
-    env = os.environ.get("ACCELPOOL_STATE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs  # only needed when no explicit directory is set
-
-    return Path(platformdirs.user_state_dir("accelpool"))
+__all__ = ["StateStore", "state_dir"]
 
 
 class StateStore:
@@ -48,18 +46,37 @@ class StateStore:
         if self._lock_obj is None:
             from filelock import FileLock
 
-            self._lock_obj = FileLock(str(self.path) + ".lock")
+            # filelock opens with O_NOFOLLOW; the folder above was checked by _tree().
+            mode = state_policy().file_mode
+            self._lock_obj = FileLock(str(self.path) + ".lock", mode=mode)
         return self._lock_obj
 
-    def _stat_key(self) -> tuple[int, int, int] | None:
+    def _tree(self) -> SafeDir:
+        """The store's folder, made if missing and checked (see accelpool.statedir)."""
+        tree = open_state_tree(self.path.parent)
+        assert tree is not None  # made when missing
         try:
-            st = self.path.stat()
+            tree.refuse_unless_regular(self.path.name + ".lock", missing_ok=True)
+        except BaseException:
+            tree.close()
+            raise
+        return tree
+
+    def stat_key(self) -> tuple[int, int, int] | None:
+        """(mtime, size, inode) of the state file, ``None`` if missing; a link is refused."""
+        try:
+            st = self.path.lstat()
         except FileNotFoundError:
             return None
+        if stat.S_ISLNK(st.st_mode):
+            raise PermissionDenied(
+                f"state file {self.path} is a symbolic link; accelpool never follows links "
+                "in its state directory: remove it (or run 'accelpool sim reset')"
+            )
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _load(self) -> dict[str, Any]:
-        key = self._stat_key()
+        key = self.stat_key()
         if key is None:
             self._cache_key, self._cache = None, {}
             return {}
@@ -78,27 +95,19 @@ class StateStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict[str, Any]]:
         """Lock, yield a mutable copy, and save it atomically unless the block raised."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tree().close()
         with self._lock:
             state = self.read()
             yield state
             self._save(state)
 
     def _save(self, state: dict[str, Any]) -> None:
-        import tempfile  # only writers need it
-
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state, f, separators=(",", ":"), sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        data = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+        with self._tree() as tree:
+            tree.write_bytes(self.path.name, data)
         self._cache_key = None
 
     def lock(self) -> FileLock:
         """The cross-process lock (re-entrant within a process); for multi-file updates."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tree().close()
         return self._lock

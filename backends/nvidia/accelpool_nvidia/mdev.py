@@ -74,6 +74,12 @@ class MdevSysfs:
         self._write(self.root / "bus" / "mdev" / "devices" / uuid / "remove", "1")
 
     def _write(self, path: Path, text: str) -> None:
-        # One write() call, as the kernel expects of sysfs attributes.
-        with open(path, "w", encoding="ascii") as f:
+        # One write() call, as the kernel expects of sysfs attributes. O_NOFOLLOW: the
+        # attribute files are never links, so one found in their place is not written
+        # through (the simulated tree lives in a state directory).
+        flags = (
+            os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
+        fd = os.open(path, flags)
+        with open(fd, "w", encoding="ascii") as f:
             f.write(text)

@@ -30,8 +30,6 @@ import ctypes
 import errno
 import itertools
 import json
-import os
-import shutil
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,8 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accelpool.safefs import SafeDir
 from accelpool.sim.fleet import Fleet, FleetDevice
 from accelpool.sim.state import StateStore
+from accelpool.statedir import open_state_tree
 from accelpool_nvidia import nvml_codes as rc
 from accelpool_nvidia.mdev import MdevDevice, MdevSysfs
 from accelpool_nvidia.models import (
@@ -344,11 +344,7 @@ class NvmlSimulator:
             if self._batch_snap is None:
                 self._batch_snap = _Snapshot(self._batch)
             return self._batch_snap
-        try:
-            st = os.stat(self.store.path)
-            key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            key = None
+        key = self.store.stat_key()  # refuses a state file that is a link
         if key != self._snap_key or (key is None and self._snap.ns):
             # The state file is written atomically (rename), so a plain read is safe and
             # avoids the store's defensive deep copy: snapshots are never mutated.
@@ -755,50 +751,58 @@ class NvmlSimulator:
                         found.append((path, text))
         return found
 
+    def _sysfs_tree(self) -> SafeDir:
+        # The tree is opened from the state directory down without following links;
+        # anything foreign found in it (a planted link, say) is replaced, never followed.
+        top = open_state_tree(self.root)
+        assert top is not None  # made when missing
+        with top:
+            return top.makedirs("sys", replace=True)
+
     def _render_sysfs(self, ns: Mapping[str, Any]) -> None:
-        root = self.sysfs_root
-        devices = root / "bus" / "mdev" / "devices"
-        devices.mkdir(parents=True, exist_ok=True)
-        live: dict[str, tuple[SimGpu, int]] = {}
-        for gpu in self.vgpu_gpus():
-            try:
-                types = self._vgpu_types(gpu.index, ns)
-                creatable = {t.id for t in self._creatable(gpu.index, ns)}
-            except _Fail:
-                types, creatable = [], set()
-            base = root / "class" / "mdev_bus" / gpu.sysfs_pci / "mdev_supported_types"
-            wanted = {f"nvidia-{t.id}" for t in types}
-            if base.is_dir():
-                for stale in base.iterdir():
-                    if stale.name not in wanted:
-                        shutil.rmtree(stale, ignore_errors=True)
-            active = Counter(v["type"] for v in self._g(ns, gpu.index).get("vgpus", {}).values())
-            for t in types:
-                d = base / f"nvidia-{t.id}"
-                (d / "devices").mkdir(parents=True, exist_ok=True)
-                avail = t.max_instances - active[t.id] if t.id in creatable else 0
-                _write_if_changed(d / "name", t.name + "\n")
-                _write_if_changed(d / "available_instances", f"{max(0, avail)}\n")
-                _write_if_changed(d / "device_api", "vfio-pci\n")
-                _write_if_changed(
-                    d / "description",
-                    f"num_heads=1, frl_config=60, framebuffer={t.framebuffer_mb // 1024}G, "
-                    f"max_resolution=4096x2160, max_instance={t.max_instances}\n",
-                )
-                _write_if_changed(d / "create", "")
-            for v in self._g(ns, gpu.index).get("vgpus", {}).values():
-                live[v["mdev"]] = (gpu, v["type"])
-        for d in list(devices.iterdir()):
-            if d.name not in live:
-                shutil.rmtree(d, ignore_errors=True)
-        for mdev, (gpu, type_id) in live.items():
-            d = devices / mdev
-            d.mkdir(exist_ok=True)
-            _write_if_changed(d / "remove", "")
-            link = d / "mdev_type"
-            if not link.is_symlink():
-                link.symlink_to(self._type_dir(gpu, type_id))
-        (root / ".accelpool-sim").write_text(self.fleet + "\n")
+        with self._sysfs_tree() as root, root.makedirs("bus/mdev/devices", replace=True) as devs:
+            live: dict[str, tuple[SimGpu, int]] = {}
+            for gpu in self.vgpu_gpus():
+                try:
+                    types = self._vgpu_types(gpu.index, ns)
+                    creatable = {t.id for t in self._creatable(gpu.index, ns)}
+                except _Fail:
+                    types, creatable = [], set()
+                wanted = {f"nvidia-{t.id}" for t in types}
+                vgpus = self._g(ns, gpu.index).get("vgpus", {})
+                active = Counter(v["type"] for v in vgpus.values())
+                rel = f"class/mdev_bus/{gpu.sysfs_pci}/mdev_supported_types"
+                with root.makedirs(rel, replace=True) as base:
+                    for stale in base.listdir():
+                        if stale not in wanted:
+                            base.remove(stale)
+                    for t in types:
+                        avail = t.max_instances - active[t.id] if t.id in creatable else 0
+                        files = {
+                            "name": f"{t.name}\n",
+                            "available_instances": f"{max(0, avail)}\n",
+                            "device_api": "vfio-pci\n",
+                            "description": (
+                                f"num_heads=1, frl_config=60, "
+                                f"framebuffer={t.framebuffer_mb // 1024}G, max_resolution="
+                                f"4096x2160, max_instance={t.max_instances}\n"
+                            ),
+                            "create": "",
+                        }
+                        with base.makedirs(f"nvidia-{t.id}", replace=True) as d:
+                            d.makedirs("devices", replace=True).close()
+                            for fname, text in files.items():
+                                d.write_if_changed(fname, text.encode())
+                for v in vgpus.values():
+                    live[v["mdev"]] = (gpu, v["type"])
+            for name in devs.listdir():
+                if name not in live:
+                    devs.remove(name)
+            for mdev, (gpu, type_id) in live.items():
+                with devs.makedirs(mdev, replace=True) as d:
+                    d.write_if_changed("remove", b"")
+                    d.symlink(self._type_dir(gpu, type_id), "mdev_type")
+            root.write_bytes(".accelpool-sim", f"{self.fleet}\n".encode())
 
     def sysfs_write(self, path: Path, text: str) -> None:
         """The simulated kernel's answer to ``write(path, text)`` in the mdev tree.
@@ -871,13 +875,6 @@ class NvmlSimulator:
             self._arm(ns, "mdev-create", gpu.index)
             return
         raise OSError(errno.EACCES, "not writable", str(path))
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if path.read_text() == text:
-            return
-    path.write_text(text)
 
 
 # -- the C ABI -------------------------------------------------------------------------
