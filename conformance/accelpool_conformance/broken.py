@@ -296,10 +296,19 @@ FLAWS: dict[str, Flaw] = {
 }
 
 
+def flaw(name: str) -> Flaw:
+    """A flaw by name, from :data:`FLAWS` or :mod:`accelpool_conformance.broken_more`."""
+    if name in FLAWS:
+        return FLAWS[name]
+    from accelpool_conformance.broken_more import FLAWS as MORE
+
+    return MORE[name]
+
+
 @dataclass(frozen=True)
 class ToyFleet:
     """A picklable inventory factory: the reference ToyBackend over a shared state file,
-    optionally with one deliberate ``flaw`` (a key of :data:`FLAWS`)."""
+    optionally with one deliberate ``flaw`` (see :func:`flaw`)."""
 
     state: str
     devices: int = 2
@@ -311,7 +320,7 @@ class ToyFleet:
     def __call__(self) -> Inventory:
         backend: Backend = toy_backend(self.devices, StateStore(Path(self.state)), self.name)
         if self.flaw is not None:
-            backend = FLAWS[self.flaw].wrap(backend)
+            backend = flaw(self.flaw).wrap(backend)
         if self.redeclare:
             backend = Redeclared(backend, self.redeclare)
         return inventory_of(backend)

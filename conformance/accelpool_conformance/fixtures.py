@@ -224,11 +224,38 @@ def partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     return clean(plan, backend, plan.partitionable[0])
 
 
+def devices_by_kind(
+    plan: Plan, backend: CheckedBackend, last: bool = False
+) -> dict[str, DeviceInfo]:
+    """For each partition kind offered, the first (or ``last``) empty device offering it,
+    checked clean."""
+    out: dict[str, DeviceInfo] = {}
+    for d in reversed(plan.partitionable) if last else plan.partitionable:
+        kinds = {p.kind for p in backend.profiles(d)} - set(out)
+        if kinds:
+            clean(plan, backend, d)
+        for k in sorted(kinds):
+            out[k] = d
+    return out
+
+
+def smallest_of_kind(backend: CheckedBackend, device: DeviceInfo, kind: str) -> PartitionProfile:
+    """The smallest profile of ``kind`` on ``device`` (memory, then compute, then name)."""
+    return min(
+        (p for p in backend.profiles(device) if p.kind == kind),
+        key=lambda p: (p.memory_bytes, p.compute_units, p.name),
+    )
+
+
 @pytest.fixture
 def second_partition_device(plan: Plan, backend: CheckedBackend) -> DeviceInfo:
     """Another empty, partitionable device (skips on one-device hosts)."""
     if len(plan.partitionable) < 2:
-        pytest.skip("needs two empty partitionable devices; this host has fewer")
+        # Not applicable, as a profile without placements is: nothing to be independent of.
+        pytest.skip(
+            UNSUPPORTED_PREFIX + "needs two empty partitionable devices; this host has "
+            f"{len(plan.partitionable)}"
+        )
     return clean(plan, backend, plan.partitionable[1])
 
 

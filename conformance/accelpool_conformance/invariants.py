@@ -40,7 +40,10 @@ ORDERED = "devices are listed in index order"
 ATTRIBUTE_NAMES = "attribute names are vendor-qualified"
 CAPS_CONSISTENT = "capability declarations are consistent"
 PROFILES_CONSISTENT = "profiles are consistent with their device"
-TELEMETRY_HONEST = "telemetry is honest"
+#: Units: bytes, percent, degrees Celsius, watts (per device); see TELEMETRY_BOUNDS.
+TELEMETRY_PLAUSIBLE = "telemetry is plausible"
+INDEX_TRUTH = "backend:index follows the vendor's numbering"
+DEVICE_FACTS = "device facts stay facts"
 PARTITIONS_OWN_DEVICE = "partitions report their own device"
 
 VENDOR = "no vendor exception escapes the accelpool hierarchy"
@@ -65,6 +68,7 @@ PLACEMENT_OFFERED = "partitions sit at placements their profile offers"
 OCCUPIED_REFUSED = "an occupied placement is refused with InsufficientCapacity"
 SCOPE = "partition scope matches the declared capability"
 SHARED_ACROSS_PROCESSES = "device-scope partitions are shared across processes"
+SCOPE_HONEST = "partition scope is honest across processes"
 DEVICES_INDEPENDENT = "partitions of one device leave other devices alone"
 AVAILABLE_HONEST = "available counts are honest"
 MODEL = "the backend's partitions match the model of creates and destroys"
@@ -78,6 +82,10 @@ LOST_ISOLATED = "a lost device leaves other devices working"
 MIDWAY = "a create that fails half way leaves nothing behind"
 
 VISIBILITY = "the visibility environment names exactly the target"
+VISIBILITY_PER_PARTITION = "each partition's environment names it and no other"
+VISIBILITY_ORDINALS = "ordinal visibility tokens resolve to the target itself"
+PROVIDERS_REAL = "ONNX providers are real"
+EVERY_PARTITION_TARGET = "every partition is a usable session target"
 SESSION_ENV = "a session's environment names exactly its target"
 ONNX_MATCHES = "ONNX outputs equal the numpy reference"
 
@@ -92,6 +100,16 @@ MEMORY_SHARING_KINDS = frozenset({"subdevice"})
 #: do not apply.
 COMPUTE_SHARING_KINDS = frozenset({"vgpu"})
 KINDS = frozenset({"mig", "vgpu", "vnpu", "mim", "smlu", "subdevice"})
+#: Physical bounds of a plausible reading (inclusive), per device, in the units of
+#: :class:`~accelpool.types.Telemetry`: percent, degrees Celsius, watts.
+TELEMETRY_BOUNDS: dict[str, tuple[float, float]] = {
+    "utilization_percent": (0.0, 100.0),
+    "temperature_c": (-40.0, 150.0),
+    "power_w": (0.0, 2000.0),
+}
+#: ``session.onnx.<kind>`` declared unsupported: partitions of that kind are no session
+#: targets (a host-side vGPU, reached only inside its VM); undeclared means they are.
+SESSION_KIND_PREFIX = "session.onnx."
 
 
 class InvariantBroken(AssertionError):

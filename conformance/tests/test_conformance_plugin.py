@@ -32,6 +32,19 @@ class B(ToyBackend):
             raise KeyError(partition.native_id) from None
 """
 
+BUSY_TOY = """
+from accelpool.testing import ToyBackend
+
+
+class B(ToyBackend):
+    def probe(self):
+        version = super().probe()
+        for d in self.devices():
+            if not self.partitions(d):
+                self.create_partition(d, "8s")
+        return version
+"""
+
 
 @pytest.fixture
 def site(tmp_path: Path) -> PluginSite:
@@ -108,9 +121,11 @@ def test_pytest_options_run_the_suite(tmp_path: Path, site: PluginSite) -> None:
 
 
 def test_pytest_certify_sets_the_exit_status(tmp_path: Path, site: PluginSite) -> None:
+    # One device, holding a partition the suite did not make: partition checks skip.
+    site.backend("busy", BUSY_TOY)
     one = tmp_path / "one.toml"
-    one.write_text(FLEET.replace("count = 2", "count = 1"))
-    args = ["-q", "--pyargs", "accelpool_conformance.suite", "--accelpool-backend", "toy"]
+    one.write_text(FLEET.replace("count = 2", "count = 1").replace('"toy"', '"busy"'))
+    args = ["-q", "--pyargs", "accelpool_conformance.suite", "--accelpool-backend", "busy"]
     args += ["--accelpool-sim", str(one), "-k", "leave_others_alone"]
     plain = _pytest(args, tmp_path, env=site.env())
     assert plain.returncode == 0, plain.stdout[-2000:]

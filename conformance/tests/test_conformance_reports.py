@@ -24,7 +24,7 @@ def test_capabilities_decide_unsupported_and_skip(tmp_path: Path) -> None:
     )
     result = run("toy", inventory_factory=fleet, areas=["discovery", "sessions"], certify=True)
     tests = {t["id"]: t for t in result.report["tests"]}
-    telemetry = tests["discovery::test_telemetry_is_honest"]
+    telemetry = tests["discovery::test_telemetry_is_plausible"]
     assert telemetry["status"] == "unsupported"
     assert "telemetry" in telemetry["message"]
     onnx = tests["sessions::test_onnx_outputs_equal_the_numpy_reference"]
@@ -48,8 +48,10 @@ def test_declaring_unsupported_what_works_fails(tmp_path: Path) -> None:
 
 
 def test_certify_fails_when_a_supported_capability_is_skipped(tmp_path: Path) -> None:
-    # One device: the check that needs two partitionable devices cannot run.
+    # The one device holds a partition the suite did not make: partition checks cannot run.
     fleet = ToyFleet(str(tmp_path / "state.json"), devices=1)
+    with fleet() as busy:
+        busy.devices()[0].create_partition("8s")
     plain = run("toy", inventory_factory=fleet, areas=["partitions"])
     skipped = "partitions::test_partitions_of_one_device_leave_others_alone"
     assert _statuses(plain)[skipped] == "skip"

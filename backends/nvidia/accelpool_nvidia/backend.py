@@ -297,6 +297,9 @@ class NvidiaBackend(Backend):
             Capability.PARTITION_MIM,
             Capability.PARTITION_SMLU,
             Capability.PARTITION_SUBDEVICE,
+            # A host-side vGPU is reached only inside the VM it is given to: partitions
+            # of this kind are no session targets here (the conformance suite's rule).
+            "session.onnx.vgpu",
         ]
         if self.context.sim is not None:
             supported.append(Capability.FAULT_INJECTION)

@@ -12,7 +12,7 @@ from accelpool_nvidia import parse_cuda_visible_devices
 from accelpool_nvidia.errors import from_nvml
 
 import accelpool
-from accelpool.capabilities import Capability
+from accelpool.capabilities import Capability, Support
 from accelpool.errors import (
     AccelPoolError,
     BackendUnavailable,
@@ -78,6 +78,8 @@ def test_capabilities(inventory: Inv) -> None:
         Capability.TELEMETRY,
     ):
         assert caps.supports(c), c
+    # a host-side vGPU runs models only inside its VM: declared no session target
+    assert caps.support("session.onnx.vgpu") is Support.UNSUPPORTED
     assert caps.declared[Capability.PARTITION_VNPU] is False
 
 

@@ -10,6 +10,7 @@ from accelpool.capabilities import Capability
 from accelpool.inventory import Inventory
 from accelpool.types import DeviceInfo
 from accelpool_conformance import invariants as inv
+from accelpool_conformance import truth
 from accelpool_conformance.context import SuiteContext, WorkerSpec
 from accelpool_conformance.invariants import CheckedBackend, check
 from accelpool_conformance.workers import run_workers
@@ -22,10 +23,6 @@ PARTITION_KINDS = {
     "smlu": Capability.PARTITION_SMLU,
     "subdevice": Capability.PARTITION_SUBDEVICE,
 }
-
-
-def _key(d: DeviceInfo) -> tuple[object, ...]:
-    return (d.native_id, d.index, d.model, d.memory_bytes, d.compute_units)
 
 
 @pytest.mark.always_run
@@ -88,14 +85,15 @@ def test_devices_are_listed_in_index_order(backend: CheckedBackend) -> None:
 def test_device_ids_are_stable_across_calls(
     backend: CheckedBackend, devices: list[DeviceInfo]
 ) -> None:
-    first = [_key(d) for d in devices]
+    first = [d.native_id for d in devices]
     for _ in range(3):
-        again = [_key(d) for d in sorted(backend.devices(), key=lambda d: d.index)]
+        again = sorted(backend.devices(), key=lambda d: d.index)
         check(
-            again == first,
+            [d.native_id for d in again] == first,
             inv.IDS_STABLE_CALLS,
-            f"devices() gave {[k[0] for k in first]} then {[k[0] for k in again]}",
+            f"devices() gave {first} then {[d.native_id for d in again]}",
         )
+        truth.check_same_facts(devices, again, "a second devices() call")
 
 
 def test_device_ids_are_stable_across_processes(
@@ -301,45 +299,65 @@ def test_partitions_report_their_own_device(
             )
 
 
+def test_backend_index_follows_the_vendors_numbering(
+    suite: SuiteContext, devices: list[DeviceInfo]
+) -> None:
+    """Vendor index attributes agree with ``index``; a simulated fleet's devices are
+    reported exactly, in its order, with its models' memory and compute."""
+    truth.check_vendor_index(devices)
+    known = truth.fleet_entries(suite)
+    if known is not None:
+        entries, source = known
+        truth.check_fleet_truth(devices, entries, source)
+
+
+TELEMETRY_FIELDS = (
+    "memory_used_bytes",
+    "memory_total_bytes",
+    "utilization_percent",
+    "temperature_c",
+    "power_w",
+)
+
+
 @pytest.mark.requires(Capability.TELEMETRY)
-def test_telemetry_is_honest(backend: CheckedBackend, devices: list[DeviceInfo]) -> None:
+def test_telemetry_is_plausible(backend: CheckedBackend, devices: list[DeviceInfo]) -> None:
+    """Memory in bytes (total and used required), utilisation in percent, temperature in
+    degrees Celsius, power in watts per device, each within physical bounds."""
     for d in devices:
         t = backend.telemetry(d)
         where = f"telemetry({d.native_id})"
-        for name in (
-            "memory_used_bytes",
-            "memory_total_bytes",
-            "utilization_percent",
-            "temperature_c",
-            "power_w",
-        ):
+        for name in TELEMETRY_FIELDS:
             v = getattr(t, name)
             check(
                 v is None
-                or (
-                    isinstance(v, int | float)
-                    and not isinstance(v, bool)
-                    and math.isfinite(v)
-                    and v >= (-60 if name == "temperature_c" else 0)
-                ),
-                inv.TELEMETRY_HONEST,
-                f"{where}: {name} is {v!r}",
+                or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)),
+                inv.TELEMETRY_PLAUSIBLE,
+                f"{where}: {name} is {v!r}, not a finite number or None",
             )
-        if t.memory_total_bytes is not None:
+        total, used = t.memory_total_bytes, t.memory_used_bytes
+        check(
+            total is not None and used is not None,
+            inv.TELEMETRY_PLAUSIBLE,
+            f"{where}: telemetry is supported, so memory total and used are required; "
+            f"got total {total!r}, used {used!r}",
+        )
+        assert total is not None and used is not None  # for mypy
+        check(
+            0 <= used <= total and total > 0,
+            inv.TELEMETRY_PLAUSIBLE,
+            f"{where}: {used} bytes used of {total}; need 0 <= used <= total",
+        )
+        check(
+            total == d.memory_bytes,
+            inv.DEVICE_FACTS,
+            f"{where}: total memory {total} bytes; the device reports memory_bytes "
+            f"{d.memory_bytes} (both are bytes)",
+        )
+        for name, (low, high) in inv.TELEMETRY_BOUNDS.items():
+            v = getattr(t, name)
             check(
-                t.memory_total_bytes > 0,
-                inv.TELEMETRY_HONEST,
-                f"{where}: total memory {t.memory_total_bytes}",
-            )
-        if t.memory_used_bytes is not None and t.memory_total_bytes is not None:
-            check(
-                t.memory_used_bytes <= t.memory_total_bytes,
-                inv.TELEMETRY_HONEST,
-                f"{where}: {t.memory_used_bytes} bytes used of {t.memory_total_bytes}",
-            )
-        if t.utilization_percent is not None:
-            check(
-                t.utilization_percent <= 100,
-                inv.TELEMETRY_HONEST,
-                f"{where}: utilisation {t.utilization_percent}%",
+                v is None or low <= v <= high,
+                inv.TELEMETRY_PLAUSIBLE,
+                f"{where}: {name} is {v!r}, outside [{low:g}, {high:g}]",
             )

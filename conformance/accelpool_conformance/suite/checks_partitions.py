@@ -8,8 +8,9 @@ from accelpool.capabilities import Capability
 from accelpool.errors import AccelPoolError, InsufficientCapacity, NotFound
 from accelpool.types import DeviceInfo, PartitionInfo, PartitionProfile
 from accelpool_conformance import invariants as inv
+from accelpool_conformance import truth
 from accelpool_conformance.context import SuiteContext, WorkerSpec
-from accelpool_conformance.fixtures import Ledger
+from accelpool_conformance.fixtures import Ledger, Plan, devices_by_kind, smallest_of_kind
 from accelpool_conformance.helpers import (
     availability,
     check_created,
@@ -33,6 +34,7 @@ def test_create_list_destroy(
     prof = backend.profile(dev, profile)
     part = ledger.create(dev, profile)
     check_created(backend, part, dev, prof)
+    truth.check_matches_profile(part, prof, f"create_partition({dev.native_id}, {profile!r})")
     listed = check_listing(backend, dev, [part], f"after creating {part.native_id}")
     (same,) = [p for p in listed if p.native_id == part.native_id]
     check(
@@ -239,6 +241,7 @@ def test_requested_placement_is_honoured(
     for pl in prof.placements[:MAX_PLACEMENTS]:
         part = ledger.create(dev, profile, pl.start)
         check_created(backend, part, dev, prof, pl.start)
+        truth.check_placed_at(part, pl.start, f"creating {profile} at placement {pl.start}")
         ledger.destroy(part)
 
 
@@ -250,12 +253,24 @@ def test_occupied_placement_is_refused(
     prof = backend.profile(dev, profile)
     start = prof.placements[-1].start
     first = ledger.create(dev, profile, start)
-    expect_error(
-        inv.OCCUPIED_REFUSED,
-        InsufficientCapacity,
-        f"creating {profile} at placement {start}, held by {first.native_id}",
-        lambda: ledger.create(dev, profile, start),
-    )
+    truth.check_placed_at(first, start, f"creating {profile} at placement {start}")
+    what = f"creating {profile} at placement {start}, held by {first.native_id}"
+    try:
+        second = ledger.create(dev, profile, start)
+    except InsufficientCapacity:
+        pass
+    except AccelPoolError as e:
+        inv.broken(
+            inv.OCCUPIED_REFUSED, f"{what} raised {describe(e)}, expected InsufficientCapacity"
+        )
+    else:
+        # Granted elsewhere: the placement was ignored, which is the failure to name.
+        truth.check_placed_at(second, start, what)
+        inv.broken(
+            inv.OCCUPIED_REFUSED,
+            f"{what} succeeded with {second.native_id} at the same placement; expected "
+            "InsufficientCapacity",
+        )
     check_listing(backend, dev, [first], "after the refused create")
 
 
@@ -266,8 +281,10 @@ def test_partition_scope_matches_capability(
     part = ledger.create(partition_device, prof.name)
     check_created(backend, part, partition_device, prof)
     for listed in backend.partitions(partition_device):
-        check_created(
-            backend, listed, partition_device, backend.profile(partition_device, listed.profile)
+        listed_profile = backend.profile(partition_device, listed.profile)
+        check_created(backend, listed, partition_device, listed_profile)
+        truth.check_matches_profile(
+            listed, listed_profile, f"partitions({partition_device.native_id})"
         )
 
 
@@ -325,3 +342,114 @@ def test_device_scope_partitions_are_shared_across_processes(
         inv.SHARED_ACROSS_PROCESSES,
         f"{mine.native_id}, destroyed by another process, is still listed here",
     )
+
+
+def test_device_facts_stay_while_partitioned(
+    backend: CheckedBackend, plan: Plan, ledger: Ledger, suite: SuiteContext
+) -> None:
+    """Memory and compute of every device are the same with partitions and after, and
+    agree with telemetry's total memory meanwhile."""
+    by_kind = devices_by_kind(plan, backend)
+    if not by_kind:
+        pytest.skip(plan.problem or "no device can be partitioned")
+    before = sorted(backend.devices(), key=lambda d: d.index)
+    made = [
+        ledger.create(dev, smallest_of_kind(backend, dev, kind).name)
+        for kind, dev in by_kind.items()
+    ]
+    names = ", ".join(p.native_id for p in made)
+    during = sorted(backend.devices(), key=lambda d: d.index)
+    truth.check_same_facts(before, during, f"creating {names}")
+    if suite.supports(Capability.TELEMETRY):
+        for d in during:
+            if d.native_id not in {p.device_native_id for p in made}:
+                continue
+            total = backend.telemetry(d).memory_total_bytes
+            check(
+                total is None or total == d.memory_bytes,
+                inv.DEVICE_FACTS,
+                f"with {names} live, telemetry({d.native_id}) reports {total} bytes of total "
+                f"memory; the device reports memory_bytes {d.memory_bytes}",
+            )
+    destroy_all(ledger, made)
+    after = sorted(backend.devices(), key=lambda d: d.index)
+    truth.check_same_facts(before, after, f"creating and destroying {names}")
+
+
+def test_partition_scope_is_honest_across_processes(
+    backend: CheckedBackend,
+    partition_device: DeviceInfo,
+    ledger: Ledger,
+    worker_spec: WorkerSpec,
+    suite: SuiteContext,
+) -> None:
+    """A process-scope partition is seen by no other process and is gone when its creator
+    exits; a device-scope one is seen by other processes and outlives its creator."""
+    dev = partition_device
+    device_scope = suite.supports(Capability.PARTITION_DEVICE_SCOPE)
+    scope = "device" if device_scope else "process"
+    timeout = suite.tuning.worker_timeout
+    listing = {"action": "partitions", "device": dev.native_id}
+    prof = min(backend.profiles(dev), key=lambda p: (p.memory_bytes, p.compute_units, p.name))
+
+    mine = ledger.create(dev, prof.name)
+    (seen,) = run_workers(worker_spec, [listing], timeout)
+    check(isinstance(seen, list), inv.WORKER, f"a worker listing partitions answered {seen}")
+    seen_ids = sorted(p["id"] for p in seen)
+    if device_scope:
+        check(
+            mine.native_id in seen_ids,
+            inv.SCOPE_HONEST,
+            f"device-scope partition {mine.native_id} is not seen by another process, which "
+            f"lists {seen_ids} on {dev.native_id}",
+        )
+    else:
+        check(
+            not seen_ids,
+            inv.SCOPE_HONEST,
+            f"another process lists {seen_ids} on {dev.native_id}, where only this process "
+            f"made a partition ({mine.native_id}, process scope)",
+        )
+    ledger.destroy(mine)
+
+    before = availability(backend, dev)
+    job = {"action": "create", "device": dev.native_id, "profile": prof.name, "count": 1}
+    (made,) = run_workers(worker_spec, [job], timeout)
+    check(
+        isinstance(made, dict) and len(made.get("created", [])) == 1,
+        inv.SCOPE_HONEST,
+        f"another process could not create {prof.name} on {dev.native_id}: {made}",
+    )
+    theirs = made["created"][0]
+    check(
+        theirs["scope"] == scope,
+        inv.SCOPE_HONEST,
+        f"another process created {theirs['id']} with scope {theirs['scope']!r}; the declared "
+        f"capabilities mean {scope!r}",
+    )
+    # run_workers returns once its workers have exited: the creator is gone now.
+    listed = backend.partitions(dev)
+    for p in listed:
+        ledger.adopt(p)
+    (later,) = run_workers(worker_spec, [listing], timeout)
+    later_ids = sorted(p["id"] for p in later) if isinstance(later, list) else later
+    if device_scope:
+        check(
+            theirs["id"] in inv.ids(listed) and theirs["id"] in later_ids,
+            inv.SCOPE_HONEST,
+            f"device-scope partition {theirs['id']} did not outlive the process that made "
+            f"it: this process lists {inv.ids(listed)}, a new one {later_ids}",
+        )
+    else:
+        check(
+            not listed and not later_ids,
+            inv.SCOPE_HONEST,
+            f"process-scope partition {theirs['id']} outlived the process that made it: "
+            f"this process lists {inv.ids(listed)}, a new one {later_ids}",
+        )
+        check(
+            availability(backend, dev) == before,
+            inv.SCOPE_HONEST,
+            f"availability before another process made {theirs['id']} {before}, after it "
+            f"exited {availability(backend, dev)}",
+        )

@@ -12,15 +12,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from accelpool.capabilities import Capability
-from accelpool.errors import AccelPoolError, InvalidRequest, UnsupportedOperation
+from accelpool.capabilities import Capability, Support
+from accelpool.errors import (
+    AccelPoolError,
+    InsufficientCapacity,
+    InvalidRequest,
+    UnsupportedOperation,
+)
 from accelpool.inventory import Device, Inventory, Partition
 from accelpool.spi import Target
 from accelpool.types import DeviceInfo, PartitionInfo
 from accelpool_conformance import invariants as inv
+from accelpool_conformance import truth
 from accelpool_conformance.context import SuiteContext
-from accelpool_conformance.fixtures import Ledger, Plan
-from accelpool_conformance.invariants import CheckedBackend, check, describe
+from accelpool_conformance.fixtures import Ledger, Plan, devices_by_kind, smallest_of_kind
+from accelpool_conformance.invariants import CheckedBackend, check, describe, expect_error
 
 #: Set in the suite's process while a session starts: an isolated worker must not see it.
 LEAK_VAR = "ACCELPOOL_CONFORMANCE_VISIBLE_DEVICES"
@@ -286,3 +292,176 @@ def test_session_environment_names_exactly_its_target(
         inv.SESSION_ENV,
         "opening a session changed the caller's own environment",
     )
+
+
+@pytest.mark.requires(Capability.VISIBILITY)
+def test_visibility_ordinals_resolve_to_the_target(
+    backend: CheckedBackend, devices: list[DeviceInfo]
+) -> None:
+    """``ASCEND_RT_VISIBLE_DEVICES=3``-style tokens name the target itself, not some device."""
+    envs = _envs(backend, list(devices))
+    truth.check_device_envs(devices, envs)
+
+
+def _some_of_kind(
+    ledger: Ledger, backend: CheckedBackend, dev: DeviceInfo, kind: str, want: int
+) -> list[PartitionInfo]:
+    """Up to ``want`` live partitions of ``kind`` on ``dev``, smallest profiles first."""
+    profiles = sorted(
+        (p for p in backend.profiles(dev) if p.kind == kind),
+        key=lambda p: (p.memory_bytes, p.compute_units, p.name),
+    )
+    made: list[PartitionInfo] = []
+    for p in profiles:
+        while len(made) < want:
+            try:
+                made.append(ledger.create(dev, p.name))
+            except InsufficientCapacity:
+                break
+    return made
+
+
+@pytest.mark.requires(Capability.VISIBILITY, Capability.PARTITION)
+def test_each_partition_environment_names_it_and_no_other(
+    backend: CheckedBackend, plan: Plan, ledger: Ledger
+) -> None:
+    """With two live partitions on one device, each one's environment names it alone."""
+    # The last devices: an ordinal naming the parent device (not 0) shows there.
+    by_kind = devices_by_kind(plan, backend, last=True)
+    if not by_kind:
+        pytest.skip(plan.problem or "no device can be partitioned")
+    for kind, dev in by_kind.items():
+        parts = _some_of_kind(ledger, backend, dev, kind, 2)
+        envs = _envs(backend, list(parts))
+        served = [p for p in parts if p.native_id in envs]
+        if len(served) >= 2:
+            truth.check_partition_envs(served, envs)
+        for p in parts:
+            ledger.destroy(p)
+
+
+def _placement_names(backend: CheckedBackend, target: Target) -> list[str]:
+    import onnxruntime as ort
+
+    placement = backend.onnx_placement(target)
+    names = [p.name for p in placement.providers]
+    where = f"onnx_placement({target.native_id})"
+    check(names, inv.PROVIDERS_REAL, f"{where} names no execution provider")
+    check(len(set(names)) == len(names), inv.PROVIDERS_REAL, f"{where} repeats one: {names}")
+    unknown = [n for n in names if n not in ort.get_all_providers()]
+    check(
+        not unknown,
+        inv.PROVIDERS_REAL,
+        f"{where} names {unknown}, which onnxruntime.get_all_providers() does not list",
+    )
+    for p in placement.providers:
+        check(
+            all(isinstance(k, str) and isinstance(v, str | int) for k, v in p.options.items()),
+            inv.SPI_TYPES,
+            f"{where}: options of {p.name} must map names to str or int: {dict(p.options)}",
+        )
+    threads = placement.intra_op_num_threads
+    check(
+        threads is None or (isinstance(threads, int) and threads >= 1),
+        inv.PROVIDERS_REAL,
+        f"{where}: intra_op_num_threads {threads!r} must be None or a positive int",
+    )
+    return names
+
+
+@pytest.mark.requires(Capability.SESSION_ONNX)
+def test_onnx_providers_are_real(
+    suite: SuiteContext,
+    backend: CheckedBackend,
+    inventory: Inventory,
+    devices: list[DeviceInfo],
+    small_partition: PartitionInfo | None,
+    model_file: tuple[Path, dict[str, np.ndarray], np.ndarray],
+) -> None:
+    """Every provider a placement names exists; a session leads with the placement's first
+    provider, on the CPU only when the placement says so (or a simulation falls back)."""
+    import onnxruntime as ort
+
+    session = _session_api()
+    targets = _runnable(backend, [*devices, *([small_partition] if small_partition else [])])
+    if not targets:
+        pytest.skip("every target refuses onnx_placement (reported by the ONNX check)")
+    names = {t.native_id: _placement_names(backend, t) for t in targets}
+    available = set(ort.get_available_providers())
+    fallback = _simulated(suite)
+    partitions = [t for t in targets if isinstance(t, PartitionInfo)]
+    for target in [targets[0], *[p for p in partitions[:1] if p is not targets[0]]]:
+        want = names[target.native_id]
+        handle = _public(inventory, suite, target)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with session.open_session(handle, isolate=False, allow_fallback=fallback) as s:
+                used = list(s.load(model_file[0]).providers)
+        fell_back = fallback and want[0] not in available
+        lead = "CPUExecutionProvider" if fell_back else want[0]
+        check(
+            used[:1] == [lead],
+            inv.PROVIDERS_REAL,
+            f"a session on {handle.id} runs on {used}; its placement names {want}, so it "
+            f"must lead with {lead} (the CPU only where the placement or a simulated "
+            "fallback says so)",
+        )
+        stray = [u for u in used if u not in want and u != "CPUExecutionProvider"]
+        check(not stray, inv.PROVIDERS_REAL, f"a session on {handle.id} also uses {stray}")
+
+
+@pytest.mark.requires(Capability.SESSION_ONNX, Capability.PARTITION)
+def test_every_partition_kind_is_a_session_target(
+    suite: SuiteContext,
+    backend: CheckedBackend,
+    inventory: Inventory,
+    plan: Plan,
+    ledger: Ledger,
+    model_file: tuple[Path, dict[str, np.ndarray], np.ndarray],
+) -> None:
+    """A partition of each kind the backend creates runs the model, unless the backend
+    declares ``session.onnx.<kind>`` unsupported."""
+    session = _session_api()
+    by_kind = devices_by_kind(plan, backend)
+    if not by_kind:
+        pytest.skip(plan.problem or "no device can be partitioned")
+    path, feeds, want = model_file
+    caps = backend.capabilities()
+    fallback = _simulated(suite)
+    for kind, dev in by_kind.items():
+        prof = smallest_of_kind(backend, dev, kind)
+        part = ledger.create(dev, prof.name)
+        declared = inv.SESSION_KIND_PREFIX + kind
+        if caps.support(declared) is Support.UNSUPPORTED:
+            expect_error(
+                inv.UNSUPPORTED_RAISES,
+                UnsupportedOperation,
+                f"{declared} is declared unsupported, but onnx_placement({part.native_id})",
+                lambda part=part: backend.onnx_placement(part),
+            )
+            ledger.destroy(part)
+            continue
+        what = f"{kind} partition {part.native_id} ({prof.name})"
+        try:
+            backend.onnx_placement(part)
+        except REFUSALS as e:
+            inv.broken(
+                inv.EVERY_PARTITION_TARGET,
+                f"{what} refuses onnx_placement: {describe(e)}; a backend whose {kind} "
+                f"partitions cannot run models declares {declared} unsupported",
+            )
+        handle = _public(inventory, suite, part)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with session.open_session(handle, isolate=False, allow_fallback=fallback) as s:
+                    got = s.run(path, feeds)
+        except AccelPoolError as e:
+            inv.broken(inv.EVERY_PARTITION_TARGET, f"running the model on {what}: {describe(e)}")
+        y = np.asarray(got.get("y"))
+        check(
+            y.shape == want.shape and np.allclose(y, want, rtol=1e-4, atol=1e-5),
+            inv.EVERY_PARTITION_TARGET,
+            f"the model on {what} gave {y.shape} outputs different from numpy's",
+        )
+        ledger.destroy(part)
