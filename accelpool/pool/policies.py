@@ -189,3 +189,49 @@ def get_policy(name: str | Policy) -> Policy:
         raise InvalidRequest(
             f"unknown placement policy {name!r}: use one of {', '.join(POLICIES)}"
         ) from None
+
+
+class Accelpool(FGD):
+    """accelpool's own policy (see docs/pool.md)."""
+
+    name = "accelpool"
+    quantum = 0.0  # fragmentation decrease rounded to this (device fractions); 0: exact
+    pack = 0.05  # weight of the best-fit term (free capacity left on the host)
+    sig = False  # score by FGD's 0-100 sigmoid first
+    index = 0.0  # weight of the host index (first-fit bias)
+
+    def bind(self, fleet: Fleet, mix: WorkloadMix) -> None:
+        super().bind(fleet, mix)
+        self.cpu_norm, self.gpu_norm = _norms(fleet)
+        self._idx: np.ndarray = np.zeros(1)
+
+    def _key(self, dec: np.ndarray, left: np.ndarray) -> np.ndarray:
+        d = dec / self.scale
+        if self.sig:
+            d = self.score(dec)
+        elif self.quantum:
+            d = np.floor(d / self.quantum) * self.quantum
+        return d - self.pack * left - self.index * self._idx
+
+    def _left(self, nodes: np.ndarray, r: Request) -> np.ndarray:
+        f = self.fleet
+        return (f.cpu[nodes] - r.cpu) / self.cpu_norm * 0.5 + (
+            self.frag.tot[nodes] - r.units
+        ) / self.gpu_norm * 0.5
+
+    def pick_whole(self, nodes: np.ndarray, r: Request) -> int:
+        dec = self.frag.frag[nodes] - self.frag.whole_after(nodes, r)
+        self._idx = nodes / len(self.fleet.cpu)
+        return int(np.argmax(self._key(dec, self._left(nodes, r))))
+
+    def choose_share(self, nodes: np.ndarray, r: Request) -> Choice:
+        after, new, valid = self.frag.share_after(nodes, r)
+        dec = self.frag.frag[nodes][:, None, None] - after
+        left = self._left(nodes, r)[:, None, None]
+        self._idx = (nodes / len(self.fleet.cpu))[:, None, None]
+        s = np.where(valid, self._key(dec, left), -np.inf)
+        i, g, k = np.unravel_index(int(np.argmax(s)), s.shape)
+        return self._share_choice(int(nodes[i]), int(g), int(k), new[i], r)
+
+
+POLICIES[Accelpool.name] = Accelpool

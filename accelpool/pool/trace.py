@@ -80,15 +80,27 @@ def inflate(
 ) -> list[Demand]:
     """Arrivals: the tasks shuffled with ``seed``, then tasks drawn from them until the
     GPU requests would exceed ``ratio`` x capacity (the check compares the running
-    total plus one device's share, as the simulator does)."""
+    total plus one device's share, as the simulator does). When the tasks already ask
+    for more (a small fleet), tasks are dropped at random until they do not."""
     rng = np.random.default_rng(seed)
     order = [tasks[i] for i in rng.permutation(len(tasks))]
     total = sum(d.total_milli for d in tasks)
     target = ratio * capacity_milli
-    while True:
+    while total > target and order:
+        # More requests than the target already (a small fleet): drop tasks at random.
+        total -= order.pop(int(rng.integers(len(order)))).total_milli
+    while total <= target:
         d = tasks[int(rng.integers(len(tasks)))]
         if total + d.gpu_milli > target:
             break
         total += d.total_milli
         order.append(d)
     return order
+
+
+def subsample_hosts(hosts: list[Host], n: int, seed: int = 0) -> list[Host]:
+    """``n`` hosts drawn with ``seed``, kept in their original order."""
+    if not 0 < n <= len(hosts):
+        raise InvalidRequest(f"cannot draw {n} hosts from {len(hosts)}: give 1..{len(hosts)}")
+    idx = np.sort(np.random.default_rng(seed).choice(len(hosts), n, replace=False))
+    return [hosts[int(i)] for i in idx]
