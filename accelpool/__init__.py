@@ -16,6 +16,7 @@ from accelpool.capabilities import Capabilities, Capability, Support
 from accelpool.errors import (
     AccelPoolError,
     BackendUnavailable,
+    CorruptState,
     DeviceLost,
     InsufficientCapacity,
     InUse,
@@ -51,6 +52,7 @@ __all__ = [
     "BackendUnavailable",
     "Capabilities",
     "Capability",
+    "CorruptState",
     "Device",
     "DeviceInfo",
     "DeviceLost",

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AccelPoolError",
     "BackendUnavailable",
+    "CorruptState",
     "DeviceLost",
     "InUse",
     "InsufficientCapacity",
@@ -75,3 +76,10 @@ class DeviceLost(AccelPoolError):
 
 class PermissionDenied(AccelPoolError):
     """The operation needs privileges the caller does not have."""
+
+
+class CorruptState(AccelPoolError):
+    """A state file accelpool keeps (a simulated fleet's ``state.json``) is damaged.
+
+    The message names the file, what is wrong with it, and how to start afresh.
+    """

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from accelpool.capabilities import Capabilities
-from accelpool.errors import AccelPoolError, InvalidRequest, NotFound
+from accelpool.errors import AccelPoolError, CorruptState, DeviceLost, InvalidRequest, NotFound
 from accelpool.registry import LoadedBackend, load_backends, safe_call_error
 from accelpool.spi import Backend, Target
 from accelpool.types import (
@@ -77,12 +77,17 @@ class _Target:
         """The backend object behind this target (for plugin-specific operations)."""
         return self._backend
 
+    def _check_reachable(self) -> None:
+        """Raise DeviceLost when this target's device was lost at discovery."""
+
     def visibility_env(self) -> dict[str, str]:
         """Environment variables that make exactly this target visible to a runtime."""
+        self._check_reachable()
         return _guard(self._backend, lambda: self._backend.visibility_env([self.info]))
 
     def onnx_placement(self) -> OnnxPlacement:
         """The onnxruntime providers and options that run a model here."""
+        self._check_reachable()
         return _guard(self._backend, lambda: self._backend.onnx_placement(self.info))
 
 
@@ -100,6 +105,19 @@ class Device(_Target):
         return self.info.index
 
     @property
+    def lost(self) -> bool:
+        """True when the device stopped answering; every operation raises DeviceLost."""
+        return self.info.lost
+
+    def _check_reachable(self) -> None:
+        if self.info.lost:
+            raise DeviceLost(
+                f"device {self.backend}:{self.index} ({self.id}) is lost: it stopped "
+                "answering (fell off the bus or its driver reset); check the kernel log, "
+                "then reset the device or reboot"
+            )
+
+    @property
     def vendor(self) -> str:
         return self.info.vendor
 
@@ -113,6 +131,7 @@ class Device(_Target):
 
     def profiles(self) -> list[PartitionProfile]:
         """Partition shapes this device offers, with how many more fit now."""
+        self._check_reachable()
         return list(_guard(self._backend, lambda: self._backend.profiles(self.info)))
 
     def profile(self, name: str) -> PartitionProfile:
@@ -126,6 +145,7 @@ class Device(_Target):
 
     def partitions(self) -> list[Partition]:
         """Live partitions of this device."""
+        self._check_reachable()
         infos = _guard(self._backend, lambda: self._backend.partitions(self.info))
         return [Partition(self._backend, self, p) for p in infos]
 
@@ -135,6 +155,7 @@ class Device(_Target):
             raise InvalidRequest("profile must be a non-empty string such as '1g.5gb'")
         if placement is not None and (not isinstance(placement, int) or placement < 0):
             raise InvalidRequest(f"placement must be a non-negative integer, not {placement!r}")
+        self._check_reachable()
         info = _guard(
             self._backend, lambda: self._backend.create_partition(self.info, profile, placement)
         )
@@ -142,6 +163,7 @@ class Device(_Target):
 
     def telemetry(self) -> Telemetry:
         """Memory used, utilisation, temperature and power, where the vendor reports them."""
+        self._check_reachable()
         return _guard(self._backend, lambda: self._backend.telemetry(self.info))
 
     def to_json(self, with_partitions: bool = True) -> dict[str, Any]:
@@ -154,9 +176,10 @@ class Device(_Target):
             "memory_bytes": self.memory_bytes,
             "compute_units": self.compute_units,
             "attributes": self.attributes,
+            "lost": self.lost,
         }
         if with_partitions:
-            doc["partitions"] = [p.to_json() for p in self.partitions()]
+            doc["partitions"] = [] if self.lost else [p.to_json() for p in self.partitions()]
         return doc
 
     def __repr__(self) -> str:
@@ -193,8 +216,22 @@ class Partition(_Target):
     def scope(self) -> Scope:
         return self.info.scope
 
+    @property
+    def complete(self) -> bool:
+        """False for a half-made partition (see ``accelpool partition gc``)."""
+        return self.info.complete
+
+    def _check_reachable(self) -> None:
+        self.device._check_reachable()
+
+    def telemetry(self) -> Telemetry:
+        """Live readings of this partition (at least its memory total)."""
+        self._check_reachable()
+        return _guard(self._backend, lambda: self._backend.partition_telemetry(self.info))
+
     def destroy(self) -> None:
         """Destroy this partition; :class:`NotFound` if it is already gone."""
+        self._check_reachable()
         _guard(self._backend, lambda: self._backend.destroy_partition(self.info))
 
     def to_json(self) -> dict[str, Any]:
@@ -207,6 +244,7 @@ class Partition(_Target):
             "compute_units": self.compute_units,
             "placement": self.placement.to_json() if self.placement else None,
             "scope": self.scope,
+            "complete": self.complete,
             "attributes": self.attributes,
         }
 
@@ -233,6 +271,8 @@ class Inventory:
             backend = lb.backend
             try:
                 infos = _guard(backend, backend.devices)
+            except CorruptState:
+                raise  # the user must repair the state: not a backend that cannot run
             except AccelPoolError as e:
                 # Listing failed after a good probe: the backend is not usable after all.
                 statuses.append(BackendStatus(lb.status.name, False, str(e), lb.status.version))
@@ -268,7 +308,7 @@ class Inventory:
         for d in candidates:
             if d.info.native_id == native:
                 return d
-        if native.isdigit():
+        if native.isascii() and native.isdigit():  # str.isdigit alone accepts '²' and '٣
             for d in candidates:
                 if d.index == int(native):
                     return d
@@ -282,12 +322,28 @@ class Inventory:
     def partition(self, ref: str) -> Partition:
         """A live partition by its id ``"<backend>:<native id>"``."""
         backend, _, native = _split_ref(ref, "partition")
+        lost: list[Device] = []
         for d in self.devices(backend):
-            for p in d.partitions():
+            if d.lost:
+                lost.append(d)
+                continue
+            try:
+                parts = d.partitions()
+            except DeviceLost:
+                lost.append(d)
+                continue
+            for p in parts:
                 if p.info.native_id == native:
                     return p
         if backend not in {s.name for s in self._statuses if s.available}:
             self.backend(backend)
+        if lost:
+            names = ", ".join(f"{d.backend}:{d.index}" for d in lost)
+            raise DeviceLost(
+                f"no partition {ref!r} on the devices that answer; {names} "
+                f"{'is' if len(lost) == 1 else 'are'} lost, and it may be there: "
+                "check the kernel log, then reset the device or reboot"
+            )
         raise NotFound(f"no partition {ref!r}; run 'accelpool ls' to see live partitions")
 
     def target(self, ref: str) -> Device | Partition:
@@ -302,6 +358,19 @@ class Inventory:
             raise NotFound(
                 f"no device or partition {ref!r}; run 'accelpool ls' to see ids"
             ) from None
+
+    def collect_garbage(self) -> list[str]:
+        """Let every available backend clean up after creators killed half way.
+
+        Returns one line per thing finished or removed (e.g. a bare NVIDIA GPU
+        instance whose creator was killed between its two steps).
+        """
+        done: list[str] = []
+        for lb in self._loaded:
+            if lb.backend is not None:
+                backend = lb.backend
+                done.extend(_guard(backend, backend.collect_garbage))
+        return done
 
     def close(self) -> None:
         """Release every backend's vendor resources."""
@@ -337,14 +406,24 @@ def resolve_fleet(sim: str | Fleet | None) -> Fleet | None:
     return spec if isinstance(spec, Fleet) else load_fleet(spec)
 
 
-def discover(sim: str | Fleet | None = None, backends: Sequence[str] | None = None) -> Inventory:
+def discover(
+    sim: str | Fleet | None = None,
+    backends: Sequence[str] | None = None,
+    *,
+    collect_garbage: bool = False,
+) -> Inventory:
     """Load every installed backend and list its devices.
 
     ``sim`` is a preset name or fleet file (default: ``$ACCELPOOL_SIM``); ``backends``
     restricts which plugins load (default: ``$ACCELPOOL_BACKENDS`` or all).
+    ``collect_garbage=True`` first lets each backend finish or remove what creators
+    killed half way left behind (see :meth:`Inventory.collect_garbage`).
     """
     fleet = resolve_fleet(sim)
-    return Inventory(load_backends(fleet, backends), fleet)
+    inv = Inventory(load_backends(fleet, backends), fleet)
+    if collect_garbage:
+        inv.collect_garbage()
+    return inv
 
 
 # Used in type annotations of sessions and the CLI.

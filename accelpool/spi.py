@@ -144,6 +144,15 @@ class Backend(abc.ABC):
         """Live readings of ``device``."""
         raise UnsupportedOperation(f"backend {self.name} reports no telemetry")
 
+    def partition_telemetry(self, partition: PartitionInfo) -> Telemetry:
+        """Live readings of one partition; optional.
+
+        The default knows only the partition's size: ``memory_total_bytes`` is its
+        memory and every other field is ``None``. Override it where the vendor reports
+        per-partition readings (NVML does for MIG devices).
+        """
+        return Telemetry(memory_total_bytes=partition.memory_bytes)
+
     def visibility_env(self, targets: Sequence[Target]) -> dict[str, str]:
         """Environment variables that make exactly ``targets`` visible to a runtime."""
         raise UnsupportedOperation(f"backend {self.name} names no visibility environment")
@@ -165,6 +174,16 @@ class Backend(abc.ABC):
     def clear_faults(self) -> None:
         """Simulators only: undo every injected fault."""
         raise UnsupportedOperation(f"backend {self.name} cannot inject faults")
+
+    def collect_garbage(self) -> Sequence[str]:
+        """Finish or remove what a creator killed half way left behind; what was done.
+
+        A create that is killed (``kill -9``) between two vendor steps can leave a
+        half-made partition (``PartitionInfo.complete`` false). Backends that keep a
+        record of creates in progress override this to clean up after creators that
+        are gone; it must never touch the work of a live one. Default: nothing to do.
+        """
+        return ()
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately empty by default
         """Release vendor resources (called when the inventory is closed)."""

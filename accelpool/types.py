@@ -54,6 +54,9 @@ class DeviceInfo:
     memory_bytes: int
     compute_units: int
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    #: the device stopped answering (fell off the bus): it stays listed at its index,
+    #: and every operation on it raises DeviceLost
+    lost: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attributes", _freeze(self.attributes))
@@ -107,6 +110,9 @@ class PartitionInfo:
     placement: Placement | None
     scope: Scope
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    #: False for a partition left half-made (an NVIDIA GPU instance without its
+    #: compute instance): it holds capacity but cannot be a target
+    complete: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attributes", _freeze(self.attributes))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capability
 from accelpool.cli.app import CliContext, UsageError
 from accelpool.cli.output import human_bytes, print_json, print_table
-from accelpool.errors import UnsupportedOperation
+from accelpool.errors import DeviceLost, UnsupportedOperation
+
+if TYPE_CHECKING:
+    from accelpool.inventory import Device, Partition
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -22,6 +26,12 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("ls", help="list devices and their partitions")
     _json_flag(p)
+    p.add_argument(
+        "--gc",
+        action="store_true",
+        help="first remove partitions that killed creators left half-made "
+        "(as 'accelpool partition gc')",
+    )
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("profiles", help="partition profiles a device offers")
@@ -47,6 +57,16 @@ def register(sub: Any) -> None:
     d.add_argument("partition", metavar="PARTITION", help="partition id, see 'accelpool ls'")
     _json_flag(d)
     d.set_defaults(func=cmd_partition_destroy)
+    g = psub.add_parser(
+        "gc",
+        help="remove partitions left half-made by creators that were killed",
+        description="A create killed between its vendor steps (kill -9) can leave a "
+        "half-made partition, shown as 'incomplete' by 'accelpool ls'. This finishes or "
+        "removes what creators that are gone left behind; a create still running in "
+        "another process is never touched.",
+    )
+    _json_flag(g)
+    g.set_defaults(func=cmd_partition_gc)
 
     p = sub.add_parser("sim", help="simulated fleets")
     ssub = p.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
@@ -83,27 +103,46 @@ def cmd_backends(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
+def _partitions_of(d: Device) -> list[Partition] | None:
+    """The device's partitions; None when it is lost (then it is shown as lost)."""
+    if d.lost:
+        return None
+    try:
+        return d.partitions()
+    except DeviceLost:
+        return None  # lost since discovery
+
+
 def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
     inv = ctx.inventory()
+    if args.gc:
+        for line in inv.collect_garbage():
+            print(f"accelpool: gc: {line}", file=sys.stderr)
     devices = inv.devices()
+    listed = [(d, _partitions_of(d)) for d in devices]
     if args.json:
-        print_json(
-            {
-                "backends": [s.to_json() for s in inv.backends()],
-                "devices": [d.to_json() for d in devices],
-            }
-        )
+        docs = []
+        for d, parts in listed:
+            doc = d.to_json(with_partitions=False)
+            doc["lost"] = parts is None
+            doc["partitions"] = [p.to_json() for p in parts or []]
+            docs.append(doc)
+        print_json({"backends": [s.to_json() for s in inv.backends()], "devices": docs})
         return 0
     rows: list[tuple[Any, ...]] = []
-    for d in devices:
+    for d, parts in listed:
         ref = f"{d.backend}:{d.index}"  # the short name users type: accelpool profiles nvidia:0
+        if parts is None:
+            rows.append((ref, d.id, f"{d.model} [LOST]", "-", "-", "lost"))
+            continue
         rows.append((ref, d.id, d.model, human_bytes(d.memory_bytes), d.compute_units, ""))
-        for p in d.partitions():
+        for p in parts:
+            kind = p.kind if p.complete else f"{p.kind}, incomplete"
             rows.append(
                 (
                     "",
                     f"  {p.id}",
-                    f"  {p.profile} ({p.kind})",
+                    f"  {p.profile} ({kind})",
                     human_bytes(p.memory_bytes),
                     p.compute_units,
                     p.scope,
@@ -116,6 +155,14 @@ def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
     down = [s for s in inv.backends() if not s.available]
     for s in down:
         print(f"backend {s.name}: unavailable: {s.reason}")
+    for d, parts in listed:
+        if parts is None:
+            print(f"device {d.backend}:{d.index} is lost: every operation on it fails")
+        elif any(not p.complete for p in parts):
+            print(
+                f"device {d.backend}:{d.index} has incomplete partitions: a create was "
+                "interrupted; 'accelpool partition gc' removes those whose creator is gone"
+            )
     return 0
 
 
@@ -167,6 +214,17 @@ def cmd_partition_destroy(args: argparse.Namespace, ctx: CliContext) -> int:
         print_json({"destroyed": part.id})
     else:
         print(f"Destroyed partition {part.id}")
+    return 0
+
+
+def cmd_partition_gc(args: argparse.Namespace, ctx: CliContext) -> int:
+    done = ctx.inventory().collect_garbage()
+    if args.json:
+        print_json({"removed": done})
+    elif done:
+        print("\n".join(done))
+    else:
+        print("Nothing half-made to clean up.")
     return 0
 
 

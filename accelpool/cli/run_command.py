@@ -50,9 +50,19 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("claims", help="devices and partitions held by sessions on this host")
+    c = sub.add_parser(
+        "claims", help="devices and partitions held by sessions and named holders on this host"
+    )
     c.add_argument(
-        "--reap", action="store_true", help="first drop claims whose holder process is gone"
+        "--reap",
+        action="store_true",
+        help="first drop stale claims (ended or unprovable processes, expired named holders)",
+    )
+    c.add_argument(
+        "--release",
+        metavar="HOLDER",
+        default=None,
+        help="first release every claim of the named holder HOLDER (e.g. k8s:<uid>)",
     )
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(func=cmd_claims)
@@ -188,13 +198,24 @@ def cmd_claims(args: argparse.Namespace, ctx: CliContext) -> int:
     from accelpool.session import ClaimStore
 
     store = ClaimStore()
+    released = None
+    if args.release is not None:
+        if args.release.startswith("pid:"):
+            raise InvalidRequest(
+                f"{args.release} is a process holder: its claims end with the process "
+                "(stale ones go with --reap); --release takes a named holder such as k8s:<uid>"
+            )
+        released = store.release_holder(args.release)
     reaped = store.reap() if args.reap else 0
     claims = store.claims()
     if args.json:
         print_json([c.to_json() for c in claims])
         return 0
+    if released is not None:
+        what = ", ".join(c.target for c in released) or "nothing"
+        print(f"Released {len(released)} claim(s) of {args.release}: {what}.")
     if args.reap:
-        print(f"Dropped {reaped} claim(s) of ended processes.")
+        print(f"Dropped {reaped} claim(s) of stale holders.")
     if not claims:
         print("No device or partition is claimed on this host.")
         return 0
@@ -202,11 +223,21 @@ def cmd_claims(args: argparse.Namespace, ctx: CliContext) -> int:
         (
             c.target,
             c.kind,
-            c.pid,
-            "yes" if c.holder_alive() else "no (reclaimable)",
+            c.holder if c.named else f"pid {c.pid}",
+            (c.owner or "") if c.named else (_command(c.pid) or ""),
+            "yes" if c.holder_alive() else "no (stale)",
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.opened_at)),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.expires_at))
+            if c.expires_at is not None
+            else "",
         )
         for c in claims
     ]
-    print_table(("TARGET", "KIND", "PID", "ALIVE", "SINCE"), rows)
+    print_table(("TARGET", "KIND", "HOLDER", "OWNER", "LIVE", "SINCE", "EXPIRES"), rows)
     return 0
+
+
+def _command(pid: int) -> str | None:
+    from accelpool.session._claims import process_command
+
+    return process_command(pid)

@@ -12,7 +12,13 @@ See docs/sessions.md for the claim rules, isolation and the worker protocol.
 
 from __future__ import annotations
 
-from accelpool.session._claims import Claim, ClaimStore, holder_alive, process_start_time
+from accelpool.session._claims import (
+    Claim,
+    ClaimStore,
+    ClaimStoreError,
+    holder_alive,
+    process_start_time,
+)
 from accelpool.session._session import (
     PATH_RECHECK_S,
     LoadedModel,
@@ -26,6 +32,7 @@ __all__ = [
     "PATH_RECHECK_S",
     "Claim",
     "ClaimStore",
+    "ClaimStoreError",
     "LoadedModel",
     "ProviderFallbackWarning",
     "Session",

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pynvml
 
@@ -25,6 +26,7 @@ from accelpool.capabilities import Capabilities, Capability
 from accelpool.errors import (
     AccelPoolError,
     BackendUnavailable,
+    DeviceLost,
     InsufficientCapacity,
     InvalidRequest,
     NotFound,
@@ -42,10 +44,11 @@ from accelpool.types import (
     Telemetry,
 )
 from accelpool_nvidia import nvml_codes as rc
-from accelpool_nvidia.errors import from_nvml, from_oserror, nvml_errors, nvml_text
+from accelpool_nvidia.errors import HINTS, from_nvml, from_oserror, nvml_errors, nvml_text
 from accelpool_nvidia.visibility import format_cuda_visible_devices
 
 if TYPE_CHECKING:
+    from accelpool_nvidia.journal import CreateJournal
     from accelpool_nvidia.mdev import MdevSysfs
     from accelpool_nvidia.placement import Geometry
 
@@ -64,6 +67,11 @@ _VIRT_NAMES = {0: "none", 1: "passthrough", 2: "vgpu", 3: "host-vgpu", 4: "host-
 _VIRT_HOST_VGPU = 3
 _NO_GI_PROFILE = 0xFFFFFFFF
 _MAX_PLACEMENTS = 32
+#: reads of a partition list that another process's destroy keeps invalidating
+_READ_TRIES = 8
+#: NVML's answers for a handle whose instance was destroyed after it was looked up
+_STALE = (pynvml.NVMLError_InvalidArgument, pynvml.NVMLError_NotFound)
+T = TypeVar("T")
 _CREATE_MIDWAY_FUNCTIONS = (
     "nvmlGpuInstanceCreateComputeInstance",
     "nvmlGpuInstanceCreateComputeInstanceWithPlacement",
@@ -155,6 +163,9 @@ class NvidiaBackend(Backend):
         self._vgpu_names: dict[int, str] = {}
         self._gi_cache: dict[str, list[_GiProfile]] = {}
         self._vgpu_statics: dict[int, _VgpuType] = {}
+        self._journal_obj: CreateJournal | None = None
+        #: the last good facts of each GPU by index, for one that is lost later
+        self._known: dict[int, DeviceInfo] = {}
 
     # -- plumbing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -181,6 +192,12 @@ class NvidiaBackend(Backend):
             pynvml._nvmlGetFunctionPointer_cache.clear()
 
     def _handle(self, device: DeviceInfo) -> Any:
+        if device.lost:
+            raise DeviceLost(
+                f"NVIDIA GPU {self._dev_id(device)} (index {device.index}) is lost: "
+                + HINTS[rc.GPU_IS_LOST],
+                vendor_code=rc.GPU_IS_LOST,
+            )
         try:
             return pynvml.nvmlDeviceGetHandleByUUID(device.native_id)
         except pynvml.NVMLError as e:
@@ -298,8 +315,27 @@ class NvidiaBackend(Backend):
                 except pynvml.NVMLError as e:
                     if e.value != rc.GPU_IS_LOST:
                         raise
-                    log.warning("NVIDIA GPU %d is lost (fell off the bus); skipping it", i)
+                    # Listed as lost at its index, so other GPUs keep their indexes.
+                    log.warning("NVIDIA GPU %d is lost (fell off the bus)", i)
+                    result.append(self._lost_info(i))
+            self._known.update((d.index, d) for d in result if not d.lost)
             return result
+
+    def _lost_info(self, index: int) -> DeviceInfo:
+        known = self._known.get(index)
+        if known is not None:
+            return replace(known, lost=True)
+        # A lost GPU answers nothing, not even its UUID: name it by its index.
+        return DeviceInfo(
+            native_id=f"lost-{index}",
+            index=index,
+            vendor="NVIDIA",
+            model="unknown",
+            memory_bytes=0,
+            compute_units=0,
+            attributes={},
+            lost=True,
+        )
 
     def _device_info(self, index: int, h: Any, driver: str, cuda: int) -> DeviceInfo:
         from accelpool_nvidia.models import ARCH_NAMES
@@ -399,6 +435,29 @@ class NvidiaBackend(Backend):
         return found
 
     @staticmethod
+    def _stable(read: Callable[[], T], action: str) -> T:
+        """Run a multi-call NVML read again when another process invalidated a handle.
+
+        Listing GPU instances, then asking each for its info, races with destroys in
+        other processes: NVML answers INVALID_ARGUMENT or NOT_FOUND for a handle whose
+        instance vanished in between. That is no fault of the caller, so read afresh.
+        """
+        for _ in range(_READ_TRIES - 1):
+            try:
+                return read()
+            except _STALE:
+                continue
+        try:
+            return read()
+        except _STALE as e:
+            raise AccelPoolError(
+                f"{action}: the partitions kept changing while being read "
+                f"({_READ_TRIES} tries); retry",
+                vendor_code=int(e.value),
+                vendor_message=nvml_text(e),
+            ) from e
+
+    @staticmethod
     def _gpu_instances(h: Any, profile: _GiProfile) -> list[Any]:
         arr = (pynvml.c_nvmlGpuInstance_t * max(1, profile.instances))()
         count = ctypes.c_uint(len(arr))
@@ -435,6 +494,12 @@ class NvidiaBackend(Backend):
         return found
 
     def _mig_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
+        return self._stable(
+            lambda: self._read_mig_partitions(device, h),
+            f"listing partitions of {self._dev_id(device)}",
+        )
+
+    def _read_mig_partitions(self, device: DeviceInfo, h: Any) -> list[PartitionInfo]:
         from accelpool_nvidia.models import MIB
 
         profiles = self._gi_profiles(h, device)
@@ -451,7 +516,8 @@ class NvidiaBackend(Backend):
             mine = sorted((k, v) for k, v in migs.items() if k[0] == info.id)
             if not mine:
                 # A GPU instance without compute instances: no CUDA device, but it holds
-                # capacity, so it is listed (and can be destroyed) as a partition.
+                # capacity, so it is listed as incomplete (it can be destroyed, and
+                # 'accelpool partition gc' removes one whose creator was killed).
                 result.append(
                     PartitionInfo(
                         native_id=f"{device.native_id}/gi{info.id}",
@@ -463,6 +529,7 @@ class NvidiaBackend(Backend):
                         placement=placement,
                         scope="device",
                         attributes={**base, "nvidia.com/computeInstances": 0},
+                        complete=False,
                     )
                 )
                 continue
@@ -581,8 +648,6 @@ class NvidiaBackend(Backend):
         profiles: Sequence[_GiProfile],
         placement: int | None,
     ) -> PartitionInfo:
-        from accelpool_nvidia.placement import choose_placement
-
         dev_id = self._dev_id(device)
         action = f"creating partition {prof.name} on {dev_id}"
         starts = [s for s, _ in prof.placements]
@@ -591,10 +656,38 @@ class NvidiaBackend(Backend):
                 f"{prof.name} cannot be placed at {placement} on {dev_id}; "
                 f"its placements are {', '.join(map(str, starts))}"
             )
+        journal = self._journal()
+        if journal.has_abandoned():
+            # Capacity a killed creator left half-made on this GPU is freed first.
+            self._collect(journal, only_gpu=device.native_id)
+        token = journal.begin(device.native_id, prof.id)
+        try:
+            gi = self._make_gpu_instance(h, prof, profiles, placement, action)
+            try:
+                journal.set_gpu_instance(token, pynvml.nvmlGpuInstanceGetInfo(gi).id)
+            except (pynvml.NVMLError, OSError) as e:  # gc can still match it by profile
+                log.debug("could not record the new GPU instance: %s", e)
+            return self._finish_mig(device, h, prof, gi, action)
+        finally:
+            try:
+                journal.finish(token)
+            except OSError as e:  # the partition is made; a stale entry only waits for gc
+                log.warning("could not update the record of MIG creates: %s", e)
+
+    def _make_gpu_instance(
+        self,
+        h: Any,
+        prof: _GiProfile,
+        profiles: Sequence[_GiProfile],
+        placement: int | None,
+        action: str,
+    ) -> Any:
+        from accelpool_nvidia.placement import choose_placement
+
         for attempt in range(2):
             start = placement
             if start is None:
-                layout = self._layout(h, profiles)
+                layout = self._stable(lambda: self._layout(h, profiles), action)
                 occupied = [(i.placement.start, i.placement.size) for _, i in layout]
                 counts = Counter(i.profileId for _, i in layout)
                 start = choose_placement(
@@ -619,7 +712,7 @@ class NvidiaBackend(Backend):
                     action,
                     f"no room for {prof.name}{where}: {self._room_hint(h, prof)}",
                 ) from e
-        return self._finish_mig(device, h, prof, gi, action)
+        return gi
 
     @staticmethod
     def _room_hint(h: Any, prof: _GiProfile) -> str:
@@ -643,7 +736,7 @@ class NvidiaBackend(Backend):
             ci = pynvml.nvmlGpuInstanceCreateComputeInstance(gi, ci_info.id)
             gi_id = pynvml.nvmlGpuInstanceGetInfo(gi).id
             ci_id = pynvml.nvmlComputeInstanceGetInfo(ci).id
-            mig = self._mig_devices(h).get((gi_id, ci_id))
+            mig = self._stable(lambda: self._mig_devices(h), action).get((gi_id, ci_id))
             if mig is None:
                 raise AccelPoolError(f"{action}: NVML shows no MIG device for the new instance")
             placement = pynvml.nvmlGpuInstanceGetInfo(gi).placement
@@ -701,6 +794,98 @@ class NvidiaBackend(Backend):
             return "a GPU instance"
         return None
 
+    # -- half-made partitions (a creator killed between the GI and CI steps) ------------
+    def _journal(self) -> CreateJournal:
+        if self._journal_obj is None:
+            from accelpool_nvidia.journal import CreateJournal
+
+            sim = self.context.sim
+            self._journal_obj = CreateJournal(sim.state if sim is not None else None)
+        return self._journal_obj
+
+    def collect_garbage(self) -> Sequence[str]:
+        journal = self._journal()
+        if not journal.has_abandoned():
+            return []
+        with self._nvml("removing MIG partitions that killed creators left half-made"):
+            return self._collect(journal)
+
+    def _bare_gpu_instances(self, h: Any, device: DeviceInfo) -> dict[int, tuple[Any, int]]:
+        """GPU instance id -> (handle, profile id) of those without compute instances."""
+        profiles = self._gi_profiles(h, device)
+        migs = self._mig_devices(h)
+        with_ci = {gi_id for gi_id, _ in migs}
+        return {
+            info.id: (gi, info.profileId)
+            for gi, info in self._layout(h, profiles)
+            if info.id not in with_ci
+        }
+
+    def _collect(self, journal: CreateJournal, only_gpu: str | None = None) -> list[str]:
+        """Destroy GPU instances that dead creators left bare; drop their records.
+
+        Runs under the record's lock, so no live creator records a step meanwhile; a
+        bare instance that a live creator of the same GPU and profile may still be
+        finishing is left alone until that creator is done.
+        """
+        done: list[str] = []
+        with journal.locked():
+            entries = journal.entries()
+            dead = [e for e in entries if not e.alive() and only_gpu in (None, e.gpu)]
+            if not dead:
+                return done
+            live = [e for e in entries if e.alive()]
+            waiting = {(e.gpu, e.profile) for e in live if e.gi is None}
+            owned = {(e.gpu, e.gi) for e in live if e.gi is not None}
+            if not all(any(d.native_id == e.gpu for d in self._known.values()) for e in dead):
+                self.devices()  # learn the GPUs this backend has not listed yet
+            known = {d.native_id: d for d in self._known.values()}
+            finished: set[str] = set()
+            for gpu in sorted({e.gpu for e in dead}):
+                mine = [e for e in dead if e.gpu == gpu]
+                device = known.get(gpu)
+                try:
+                    h = pynvml.nvmlDeviceGetHandleByUUID(gpu)
+                except pynvml.NVMLError as err:
+                    if err.value == rc.NOT_FOUND:  # not on this host (any more)
+                        finished.update(e.token for e in mine)
+                    continue  # a lost GPU keeps its records until it is back
+                if device is None or not self._mig_on(h):
+                    finished.update(e.token for e in mine)
+                    continue
+                bare = self._stable(
+                    functools.partial(self._bare_gpu_instances, h, device),
+                    f"reading GPU instances of nvidia:{gpu}",
+                )
+                for e in mine:
+                    if e.gi is not None:
+                        victims = [e.gi] if bare.get(e.gi, (None, -1))[1] == e.profile else []
+                    elif (gpu, e.profile) in waiting:
+                        continue  # a live creator of this shape may own it: decide later
+                    else:
+                        victims = [
+                            g
+                            for g, (_, p) in bare.items()
+                            if p == e.profile and (gpu, g) not in owned
+                        ]
+                    for g in victims:
+                        handle, _ = bare.pop(g)
+                        try:
+                            pynvml.nvmlGpuInstanceDestroy(handle)
+                        except pynvml.NVMLError_InUse:
+                            continue  # it got its compute instance after all
+                        except _STALE:
+                            continue  # destroyed by someone else meanwhile
+                        done.append(
+                            f"removed GPU instance {g} on nvidia:{gpu}, left half-made by "
+                            f"process {e.pid}"
+                        )
+                    finished.add(e.token)
+            journal.forget(finished)
+        for line in done:
+            log.warning("%s", line)
+        return done
+
     def destroy_partition(self, partition: PartitionInfo) -> None:
         pid = f"{self.name}:{partition.native_id}"
         with self._nvml(f"destroying partition {pid}"):
@@ -717,38 +902,45 @@ class NvidiaBackend(Backend):
         gone = f"partition {pid} no longer exists; run 'accelpool ls'"
         try:
             mh = pynvml.nvmlDeviceGetHandleByUUID(partition.native_id)
-        except pynvml.NVMLError_NotFound as e:
-            raise NotFound(gone, vendor_code=rc.NOT_FOUND, vendor_message=nvml_text(e)) from e
-        parent = pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mh)
-        gi = pynvml.nvmlDeviceGetGpuInstanceById(parent, pynvml.nvmlDeviceGetGpuInstanceId(mh))
-        ci = pynvml.nvmlGpuInstanceGetComputeInstanceById(
-            gi, pynvml.nvmlDeviceGetComputeInstanceId(mh)
-        )
-        with nvml_errors(
-            f"destroying partition {pid}",
-            {rc.IN_USE: "processes are running on it; stop them and retry"},
-        ):
-            pynvml.nvmlComputeInstanceDestroy(ci)
-        # Other compute instances may still live in this GPU instance: then keep it.
-        with contextlib.suppress(pynvml.NVMLError_InUse):
+            parent = pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mh)
+            gi = pynvml.nvmlDeviceGetGpuInstanceById(parent, pynvml.nvmlDeviceGetGpuInstanceId(mh))
+            ci = pynvml.nvmlGpuInstanceGetComputeInstanceById(
+                gi, pynvml.nvmlDeviceGetComputeInstanceId(mh)
+            )
+            try:
+                pynvml.nvmlComputeInstanceDestroy(ci)
+            except pynvml.NVMLError_InUse as e:
+                raise from_nvml(
+                    e,
+                    f"destroying partition {pid}",
+                    "processes are running on it; stop them and retry",
+                ) from e
+        except _STALE as e:
+            # Destroyed by another process after we looked it up: a stale handle.
+            raise NotFound(gone, vendor_code=int(e.value), vendor_message=nvml_text(e)) from e
+        # Other compute instances may still live in this GPU instance: then keep it; it
+        # may also be gone already (another process cleaned it up).
+        with contextlib.suppress(pynvml.NVMLError_InUse, *_STALE):
             pynvml.nvmlGpuInstanceDestroy(gi)
 
     def _destroy_bare_gi(self, partition: PartitionInfo, pid: str) -> None:
         gpu_uuid, _, gi_text = partition.native_id.rpartition("/gi")
+        gone = f"partition {pid} no longer exists; run 'accelpool ls'"
+        if not gi_text.isascii() or not gi_text.isdigit():
+            raise NotFound(gone)
         h = pynvml.nvmlDeviceGetHandleByUUID(gpu_uuid)
         try:
             gi = pynvml.nvmlDeviceGetGpuInstanceById(h, int(gi_text))
-        except pynvml.NVMLError_NotFound as e:
-            raise NotFound(
-                f"partition {pid} no longer exists; run 'accelpool ls'",
-                vendor_code=rc.NOT_FOUND,
-                vendor_message=nvml_text(e),
+            with contextlib.suppress(pynvml.NVMLError_InvalidArgument):  # gone meanwhile
+                pynvml.nvmlGpuInstanceDestroy(gi)
+        except pynvml.NVMLError_InUse as e:
+            raise from_nvml(
+                e,
+                f"destroying partition {pid}",
+                "compute instances were created in it meanwhile; destroy those first",
             ) from e
-        with nvml_errors(
-            f"destroying partition {pid}",
-            {rc.IN_USE: "compute instances were created in it meanwhile; destroy those first"},
-        ):
-            pynvml.nvmlGpuInstanceDestroy(gi)
+        except pynvml.NVMLError_NotFound as e:
+            raise NotFound(gone, vendor_code=rc.NOT_FOUND, vendor_message=nvml_text(e)) from e
 
     # -- vGPU --------------------------------------------------------------------------------
     @staticmethod
@@ -963,6 +1155,17 @@ class NvidiaBackend(Backend):
                 temperature_c=temp,
                 power_w=power,
             )
+
+    def partition_telemetry(self, partition: PartitionInfo) -> Telemetry:
+        # NVML reads the memory of a MIG device through its own handle; the utilisation
+        # counters are not reported on MIG devices (DCGM profiles them instead).
+        if partition.kind != "mig" or not partition.native_id.startswith("MIG-"):
+            return super().partition_telemetry(partition)
+        with self._nvml(f"reading telemetry of {self.name}:{partition.native_id}"):
+            mem = pynvml.nvmlDeviceGetMemoryInfo(
+                pynvml.nvmlDeviceGetHandleByUUID(partition.native_id)
+            )
+            return Telemetry(memory_used_bytes=int(mem.used), memory_total_bytes=int(mem.total))
 
     def _cuda_id(self, target: Target) -> str:
         if isinstance(target, PartitionInfo):

@@ -96,9 +96,10 @@ def test_device_lost_fault(inventory: Inv) -> None:
         with pytest.raises(DeviceLost) as e:
             call()
         assert e.value.vendor_code == rc.GPU_IS_LOST and e.value.vendor_message == "GPU is lost"
-    # another process no longer lists the lost GPU, and the rest still work
+    # another process lists the lost GPU as lost at its index; the rest keep theirs
     other = inventory("dgx-a100")
-    assert len(other.devices()) == 7 and dev.id not in {d.id for d in other.devices()}
+    assert [d.index for d in other.devices()] == list(range(8))
+    assert [d.index for d in other.devices() if d.lost] == [4]
     dev.backend_instance.clear_faults()
     assert [p.id for p in dev.partitions()] == [part.id]
 
