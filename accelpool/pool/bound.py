@@ -8,9 +8,13 @@ the host; it needs HiGHS (``pip install 'accelpool[plan]'``).
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +66,22 @@ def layouts(geo: MigGeometry) -> list[tuple[int, ...]]:
                                        for w in vecs)]
 
 
+def _quiet_highs(highspy: Any) -> Any:
+    """A HiGHS instance whose start-up banner does not reach our stdout (it is printed
+    from C++, so only redirecting the file descriptor silences it)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def mig_bound(
     demands: Sequence[Demand],
     hosts: Sequence[Host],
@@ -83,8 +103,7 @@ def mig_bound(
     )
     lays = layouts(geometry)
     n_hosts, n_prof = len(hosts), len(geometry.profiles)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _quiet_highs(highspy)
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("threads", 1)
     inf = highspy.kHighsInf
@@ -134,8 +153,6 @@ def mig_bound(
     for k in range(len(keys)):
         idx = [c for (_, kk), c in cols_z.items() if kk == k]
         row(-inf, float(classes[keys[k]]), idx, [1.0] * len(idx))
-    import time
-
     t0 = time.perf_counter()
     h.run()
     seconds = time.perf_counter() - t0
