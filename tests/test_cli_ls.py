@@ -104,7 +104,7 @@ def test_watch_redraws_in_place_until_interrupted(env: dict[str, str]) -> None:
     while seen.count("\x1b[H\x1b[J") < 3 and time.monotonic() < deadline:
         seen += proc.stdout.readline()
     proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits to redraw: a clean exit
-    out, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert seen.count("\x1b[H\x1b[J") >= 3 and "nvidia:7" in seen
 
