@@ -164,7 +164,7 @@ def _plant(state: Path, secret: Path, keep: Path) -> None:
     if (state / types0).exists():
         shutil.rmtree(state / types0)
     (state / types0).symlink_to(keep)  # its stale entries used to be rmtree'd
-    name = state / TYPES1 / "nvidia-469" / "name"
+    name = state / TYPES1 / "nvidia-458" / "name"
     name.parent.mkdir(parents=True, exist_ok=True)
     name.unlink(missing_ok=True)
     name.symlink_to(secret)  # used to be overwritten with the type's name
@@ -267,7 +267,7 @@ def test_links_planted_in_an_own_state_dir_are_replaced_never_followed(tmp_path:
     # the tree holds no links now but the simulator's own mdev_type links
     links = [p for p in state.rglob("*") if p.is_symlink()]
     assert all(p.name == "mdev_type" for p in links), links
-    assert (state / TYPES1 / "nvidia-469" / "name").read_text() == "NVIDIA A100X-5C\n"
+    assert (state / TYPES1 / "nvidia-458" / "name").read_text() == "GRID A100X-5C\n"
     _plant(state, secret, keep)
     assert _cli(state, "--sim", FLEET, "sim", "reset")[0] == 0
     _assert_untouched(secret, keep)
