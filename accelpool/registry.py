@@ -9,14 +9,14 @@ with ``available=False`` and a reason; it is logged and never breaks
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from accelpool.errors import AccelPoolError, BackendUnavailable
+from accelpool.envconfig import probe_timeout, selected_backends
+from accelpool.errors import AccelPoolError, BackendUnavailable, CorruptState
 from accelpool.spi import Backend, BackendContext, SimContext
 from accelpool.types import BackendStatus
 
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("accelpool.registry")
 
 GROUP = "accelpool.backends"
-#: Seconds a probe may take before its backend is declared unavailable.
-DEFAULT_PROBE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -40,19 +38,7 @@ class LoadedBackend:
 
 def selected_names() -> set[str] | None:
     """Backends named by ``ACCELPOOL_BACKENDS=a,b`` (None: all of them)."""
-    raw = os.environ.get("ACCELPOOL_BACKENDS", "").strip()
-    if not raw:
-        return None
-    return {n.strip() for n in raw.split(",") if n.strip()}
-
-
-def _probe_timeout() -> float:
-    raw = os.environ.get("ACCELPOOL_PROBE_TIMEOUT")
-    try:
-        return float(raw) if raw else DEFAULT_PROBE_TIMEOUT
-    except ValueError:
-        log.warning("ignoring ACCELPOOL_PROBE_TIMEOUT=%r: not a number", raw)
-        return DEFAULT_PROBE_TIMEOUT
+    return selected_backends()
 
 
 def _dist_version(ep: Any) -> str | None:
@@ -73,6 +59,9 @@ class _Probe(threading.Thread):
         self.ep = ep
         self.fleet = fleet
         self.result: LoadedBackend | None = None
+        #: A damaged state file met in the probe: the caller's to repair, so re-raised
+        #: in the caller's thread instead of marking the backend unavailable.
+        self.corrupt: CorruptState | None = None
 
     def _unavailable(self, reason: str) -> LoadedBackend:
         return LoadedBackend(
@@ -119,6 +108,11 @@ class _Probe(threading.Thread):
         try:
             backend = cls(BackendContext(name=name, sim=sim))
             lib_version = backend.probe()
+        except CorruptState as e:
+            self.corrupt = e
+            self.result = self._unavailable(str(e))
+            self._close(backend)
+            return
         except BackendUnavailable as e:
             log.info("backend %s unavailable: %s", name, e)
             self.result = self._unavailable(str(e))
@@ -162,16 +156,20 @@ def load_backends(
     # One plugin at a time, each in its own daemon thread bounded by the timeout:
     # probes are mostly imports, which hold the GIL, so running them side by side is
     # slower than in turn; the thread is there for the bound, not for parallelism.
-    timeout = _probe_timeout()
+    timeout = probe_timeout()
     if fleet is not None:
         # A state directory that cannot be used is the caller's problem, not a
         # backend's: say so here, once, instead of in every probe thread.
         fleet.open_state()
-    results = []
+    results: list[LoadedBackend] = []
     for ep in eps:
         probe = _Probe(ep, fleet)
         probe.start()
         probe.join(timeout)
+        if probe.corrupt is not None:
+            for done in results:
+                _Probe._close(done.backend)
+            raise probe.corrupt
         if probe.result is None:
             log.warning("backend %s probe did not answer within %.1fs", ep.name, timeout)
             results.append(

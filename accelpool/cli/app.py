@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any, NoReturn
 
-from accelpool.errors import AccelPoolError
+from accelpool.errors import AccelPoolError, InvalidRequest
 
 CLI_GROUP = "accelpool.cli"
 log = logging.getLogger("accelpool.cli")
@@ -40,12 +40,38 @@ class CliContext:
         self.args = args
         self._inventory: Any = None
 
-    def inventory(self) -> Any:
-        """The inventory for this invocation (``--sim`` honoured), discovered once."""
-        if self._inventory is None:
-            from accelpool.inventory import discover
+    def inventory(self, *, strict: bool = True) -> Any:
+        """The inventory for this invocation (``--sim`` honoured), discovered once.
 
+        Under a simulated fleet every backend the fleet names must load: one that
+        cannot (a bad model or option in the fleet file, a plugin not installed) is
+        the user's error unless ``strict=False`` (``accelpool backends`` shows why).
+        """
+        if self._inventory is None:
+            from accelpool.envconfig import check_selected_installed
+            from accelpool.inventory import discover
+            from accelpool.registry import entry_points
+
+            installed = {ep.name for ep in entry_points()}
+            if strict:
+                check_selected_installed(installed)
             self._inventory = discover(sim=getattr(self.args, "sim", None))
+            fleet = self._inventory.fleet
+            for name in fleet.backends() if fleet is not None else ():
+                if name not in installed:
+                    raise InvalidRequest(
+                        f"simulated fleet {fleet.name!r} has {name} devices, but no backend "
+                        f"plugin {name!r} is installed (installed: {', '.join(sorted(installed))})"
+                    )
+        fleet = self._inventory.fleet
+        if strict and fleet is not None:
+            for s in self._inventory.backends():
+                if not s.available and fleet.for_backend(s.name):
+                    why = (s.reason or "").removeprefix(f"simulated fleet {fleet.name!r}: ")
+                    raise InvalidRequest(
+                        f"simulated fleet {fleet.name!r}: backend {s.name} cannot run: "
+                        f"{why} (fix the fleet, or see 'accelpool backends')"
+                    )
         return self._inventory
 
     def close(self) -> None:
@@ -79,14 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def printable(text: str) -> str:
+    """``text`` on one line, control characters (terminal escapes, newlines) escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _say(message: str) -> None:
+    # An error is one line: what the user typed may hold newlines or escapes.
+    print(f"accelpool: {printable(message)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``accelpool`` console script; returns the exit status."""
-    logging.basicConfig(
-        level=os.environ.get("ACCELPOOL_LOG", "ERROR").upper(),
-        format="accelpool: %(levelname)s: %(message)s",
-    )
     ctx: CliContext | None = None
     try:
+        from accelpool.envconfig import log_level
+
+        logging.basicConfig(level=log_level(), format="accelpool: %(levelname)s: %(message)s")
         parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
@@ -95,10 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = CliContext(args)
         return int(args.func(args, ctx) or 0)
     except UsageError as e:
-        print(f"accelpool: error: {e}", file=sys.stderr)
+        _say(f"error: {e}")
         return 2
     except AccelPoolError as e:
-        print(f"accelpool: {type(e).__name__}: {e}", file=sys.stderr)
+        _say(f"{type(e).__name__}: {e}")
         return 1
     except KeyboardInterrupt:
         print("accelpool: interrupted", file=sys.stderr)
@@ -108,11 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("ACCELPOOL_DEBUG"):
             traceback.print_exc()
-        first = (str(e).splitlines() or [""])[0]
-        print(
-            f"accelpool: internal error: {type(e).__name__}: {first} "
-            "(set ACCELPOOL_DEBUG=1 for a traceback, and please report it)",
-            file=sys.stderr,
+        _say(
+            f"internal error: {type(e).__name__}: {e} "
+            "(set ACCELPOOL_DEBUG=1 for a traceback, and please report it)"
         )
         return 1
     finally:

@@ -17,14 +17,23 @@ The core reads fleets; each backend's own simulator interprets ``model`` and
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from accelpool.envconfig import shown
 from accelpool.errors import InvalidRequest, NotFound
 from accelpool.sim.state import StateStore, state_dir
+
+#: The most simulated devices one fleet (one host) may have, all entries together:
+#: far past any real host, enough to measure discovery at scale, and small enough
+#: that a typo (``count = 100000``) is an error rather than minutes of work.
+MAX_DEVICES = 4096
+#: The largest fleet file read: a fleet is a few lines of TOML.
+MAX_FLEET_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,13 @@ class Fleet:
 
     def state(self) -> StateStore:
         """The state store shared by every process simulating this fleet."""
-        return StateStore(self.state_root() / "state.json")
+        hint = f"accelpool --sim {shlex.quote(self.spec)} sim reset"
+        return StateStore(self.state_root() / "state.json", reset_hint=hint)
+
+    @property
+    def spec(self) -> str:
+        """What ``--sim`` names this fleet by: its preset's name or its file."""
+        return self.source.removeprefix("preset ")
 
     def reset(self) -> bool:
         """Forget everything simulated for this fleet; True if there was anything.
@@ -116,6 +131,7 @@ def _parse(text: str, *, source: str, key: str, default_name: str) -> Fleet:
     if not isinstance(raw_devices, list) or not raw_devices:
         raise InvalidRequest(f"fleet {source} has no [[devices]] entries; add at least one")
     devices = []
+    total = 0
     for i, d in enumerate(raw_devices):
         if not isinstance(d, dict) or not isinstance(d.get("backend"), str):
             raise InvalidRequest(f"fleet {source}: devices[{i}] needs a 'backend' string")
@@ -124,18 +140,32 @@ def _parse(text: str, *, source: str, key: str, default_name: str) -> Fleet:
         count = d.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise InvalidRequest(f"fleet {source}: devices[{i}].count must be a positive integer")
+        total += count
+        if total > MAX_DEVICES:
+            raise InvalidRequest(
+                f"fleet {source}: devices[{i}].count = {count} makes more than "
+                f"{MAX_DEVICES} devices on one host, the most a fleet may have; lower it"
+            )
+        for field_name in ("backend", "model"):
+            if not d[field_name].isprintable() or not 0 < len(d[field_name]) <= 100:
+                raise InvalidRequest(
+                    f"fleet {source}: devices[{i}].{field_name} must be a short printable name"
+                )
         options = d.get("options", {})
         if not isinstance(options, dict):
             raise InvalidRequest(f"fleet {source}: devices[{i}].options must be a table")
         devices.append(FleetDevice(d["backend"], d["model"], count, options))
     name = doc.get("name", default_name)
-    if not isinstance(name, str):
-        raise InvalidRequest(f"fleet {source}: 'name' must be a string")
+    if not isinstance(name, str) or not name.isprintable() or not 0 < len(name) <= 100:
+        raise InvalidRequest(f"fleet {source}: 'name' must be a short printable string")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise InvalidRequest(f"fleet {source}: 'description' must be a string")
     return Fleet(
         name=name,
         devices=tuple(devices),
         key=key,
-        description=str(doc.get("description", "")),
+        description=description,
         source=source,
     )
 
@@ -148,16 +178,37 @@ def load_fleet(spec: str) -> Fleet:
     if spec in preset_names():
         text = (resources.files("accelpool.sim") / "presets" / f"{spec}.toml").read_text()
         return _parse(text, source=f"preset {spec}", key=spec, default_name=spec)
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise NotFound(
-            f"no simulated fleet {spec!r}: not a preset ({', '.join(preset_names())}) "
-            "and not a fleet file"
+    try:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise NotFound(
+                f"no simulated fleet {shown(spec)}: not a preset ({', '.join(preset_names())}) "
+                "and not a fleet file"
+            )
+        with path.open("rb") as f:
+            raw = f.read(MAX_FLEET_FILE_BYTES + 1)
+        resolved = path.resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # ENAMETOOLONG, a NUL, '~nouser'
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise InvalidRequest(
+            f"cannot read fleet file {shown(spec)}: {why}; give a preset name or "
+            "the path of a readable TOML file"
+        ) from None
+    if len(raw) > MAX_FLEET_FILE_BYTES:
+        raise InvalidRequest(
+            f"fleet file {shown(spec)} is over {MAX_FLEET_FILE_BYTES >> 20} MiB; a fleet is a few "
+            "lines of TOML (see docs/simulation.md)"
         )
-    resolved = path.resolve()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidRequest(
+            f"fleet file {shown(spec)} is not UTF-8 text (byte {e.start}); a fleet is a TOML file "
+            "(see docs/simulation.md)"
+        ) from None
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
     return _parse(
-        path.read_text(encoding="utf-8"),
+        text,
         source=str(path),
         key=f"{path.stem}-{digest}",
         default_name=path.stem,

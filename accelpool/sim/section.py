@@ -25,11 +25,16 @@ class StateSection:
 
     def read(self) -> dict[str, Any]:
         """A snapshot of the section (empty when nothing was written yet)."""
-        state: dict[str, Any] = self.store.read().get(self.key, {})
+        state = self.store.read().get(self.key, {})
+        if not isinstance(state, dict):
+            raise self.store.corrupt(f"holds no object under {self.key!r}")
         return state
 
     @contextmanager
     def write(self) -> Iterator[dict[str, Any]]:
         """Yield the section for changing; saved when the block ends, dropped if it raises."""
         with self.store.transaction() as doc:
-            yield doc.setdefault(self.key, {})
+            section = doc.setdefault(self.key, {})
+            if not isinstance(section, dict):
+                raise self.store.corrupt(f"holds no object under {self.key!r}")
+            yield section

@@ -6,18 +6,23 @@ Writes are atomic (temporary file + rename) and happen only when a transaction
 finishes without error, so a failure half way leaves the previous state intact.
 They go through :mod:`accelpool.safefs`: no link in the state tree is followed, and
 the file gets the state directory's permissions (``0600``, or ``0660`` when shared).
+
+The file carries a checksum of its content: one that was damaged or edited by
+hand is refused with :class:`~accelpool.errors.CorruptState` (naming the file and
+how to start afresh) instead of being half understood by a simulator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accelpool.errors import PermissionDenied
+from accelpool.errors import CorruptState, PermissionDenied
 from accelpool.safefs import SafeDir
 from accelpool.statedir import open_state_tree, state_dir, state_policy
 
@@ -34,8 +39,13 @@ class StateStore:
     ``transaction()`` yields a mutable copy under the lock and saves it on success.
     """
 
-    def __init__(self, path: Path) -> None:
+    #: The key holding the checksum of the rest of the document.
+    CHECKSUM = "_sha256"
+
+    def __init__(self, path: Path, reset_hint: str | None = None) -> None:
         self.path = Path(path)
+        #: What the user runs to start afresh when the file is damaged.
+        self.reset_hint = reset_hint or f"delete {self.path}"
         self._lock_obj: FileLock | None = None
         self._cache_key: tuple[int, int, int] | None = None
         self._cache: dict[str, Any] = {}
@@ -75,18 +85,47 @@ class StateStore:
             )
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
+    def corrupt(self, problem: str) -> CorruptState:
+        """The error for this file being damaged: names it, the problem and the fix."""
+        return CorruptState(
+            f"state file {self.path} {problem}; to start afresh (forgetting what it "
+            f"recorded) run: {self.reset_hint}"
+        )
+
+    @classmethod
+    def _digest(cls, state: dict[str, Any]) -> str:
+        body = {k: v for k, v in state.items() if k != cls.CHECKSUM}
+        data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        return hashlib.sha256(data).hexdigest()
+
     def _load(self) -> dict[str, Any]:
         key = self.stat_key()
         if key is None:
             self._cache_key, self._cache = None, {}
             return {}
         if key != self._cache_key:
-            with self.path.open("r", encoding="utf-8") as f:
-                data = json.load(f)
+            try:
+                with self.path.open("rb") as f:
+                    data = json.loads(f.read().decode("utf-8"))
+            except UnicodeDecodeError:
+                raise self.corrupt("is not UTF-8 text") from None
+            except ValueError as e:  # json.JSONDecodeError, or a number too large
+                raise self.corrupt(f"is not valid JSON ({str(e).splitlines()[0]})") from None
+            except RecursionError:
+                raise self.corrupt("is nested too deeply to be accelpool's") from None
             if not isinstance(data, dict):
-                raise ValueError(f"state file {self.path} does not hold a JSON object")
+                raise self.corrupt("does not hold a JSON object")
+            if data.get(self.CHECKSUM) != self._digest(data):
+                raise self.corrupt(
+                    "was changed outside accelpool (its checksum does not match its content)"
+                )
+            data.pop(self.CHECKSUM)
             self._cache_key, self._cache = key, data
         return self._cache
+
+    def peek(self) -> dict[str, Any]:
+        """The current state without a copy: for readers that never change it."""
+        return self._load()
 
     def read(self) -> dict[str, Any]:
         """A deep copy of the current state (empty when no state was saved)."""
@@ -102,7 +141,8 @@ class StateStore:
             self._save(state)
 
     def _save(self, state: dict[str, Any]) -> None:
-        data = json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+        doc = {**state, self.CHECKSUM: self._digest(state)}
+        data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         with self._tree() as tree:
             tree.write_bytes(self.path.name, data)
         self._cache_key = None

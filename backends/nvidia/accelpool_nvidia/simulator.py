@@ -29,7 +29,6 @@ import contextlib
 import ctypes
 import errno
 import itertools
-import json
 import uuid as uuidlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -353,10 +352,12 @@ class NvmlSimulator:
             return self._batch_snap
         key = self.store.stat_key()  # refuses a state file that is a link
         if key != self._snap_key or (key is None and self._snap.ns):
-            # The state file is written atomically (rename), so a plain read is safe and
-            # avoids the store's defensive deep copy: snapshots are never mutated.
-            data = json.loads(self.store.path.read_bytes()) if key is not None else {}
-            self._snap = _Snapshot(data.get("nvidia", {}))
+            # Snapshots are never mutated, so the store's checked document is used as
+            # it is, without the defensive deep copy of read().
+            ns = self.store.peek().get("nvidia", {})
+            if not isinstance(ns, dict):
+                raise self.store.corrupt("holds no object under 'nvidia'")
+            self._snap = _Snapshot(ns)
             self._snap_key = key
         return self._snap
 
