@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,55 @@ def test_run_with_a_clean_worker_environment(
     assert main(argv) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["isolated"] is True and doc["outputs"][0]["shape"] == [4]
+
+
+def _model_with_outputs(folder: Path, names: list[str]) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names]
+    nodes = [helper.make_node("Identity", ["x"], [n]) for n in names]
+    graph = helper.make_graph(nodes, "g", [x], outs)
+    path = folder / "many.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_output_names_too_long_for_a_file_name_are_saved_under_bounded_unique_names(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    part = _mig(capsys)
+    names = ["a" * 300 + "1", "a" * 300 + "2", "short"]
+    model = _model_with_outputs(files["model"].parent, names)
+    argv = ["--sim", "dgx-a100", "run", str(model), "--on", part, "--allow-fallback"]
+    argv += ["--input", f"x={files['x']}", "--output", str(files["out"]), "--json"]
+    assert main(argv) == 0
+    saved = {o["name"]: o["files"] for o in json.loads(capsys.readouterr().out)["outputs"]}
+    paths = [Path(f) for fs in saved.values() for f in fs]
+    assert len(set(paths)) == 3 and all(len(p.name.encode()) <= 255 for p in paths)
+    assert sorted(p.name for p in files["out"].iterdir()) == sorted(p.name for p in paths)
+
+
+def test_outputs_that_cannot_be_saved_leave_nothing_and_one_line(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    part = _mig(capsys)
+    blocker = files["model"].parent / "a-file"
+    blocker.write_text("")
+    argv = ["--sim", "dgx-a100", "run", str(files["model"]), "--on", part, "--allow-fallback"]
+    argv += ["--input", f"x={files['x']}", "--output", str(blocker / "sub")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot save the outputs" in err and "nothing was" in err
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_a_model_path_that_is_not_utf8_runs(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str], in_process: bool
+) -> None:
+    part = _mig(capsys)
+    odd = files["model"].parent / os.fsdecode(b"\xff\xfe-model.onnx")
+    odd.write_bytes(files["model"].read_bytes())
+    argv = ["--sim", "dgx-a100", "run", str(odd), "--on", part, "--allow-fallback"]
+    argv += ["--input", f"x={files['x']}", "--json"] + (["--in-process"] if in_process else [])
+    assert main(argv) == 0, capsys.readouterr().err
+    (out,) = json.loads(capsys.readouterr().out)["outputs"]
+    assert out["shape"] == [4]

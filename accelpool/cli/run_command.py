@@ -108,9 +108,19 @@ def _load_inputs(specs: list[tuple[str, str]]) -> dict[str, Any]:
     return feeds
 
 
+#: Longest file stem written (a file name may hold 255 bytes; room is left for
+#: ``.N.npy`` and the temporary-file prefix).
+_MAX_STEM = 200
+
+
 def _file_name(name: str, taken: set[str]) -> str:
-    """A safe, unique file stem for an output name (names may hold '/' or ':')."""
+    """A safe, unique, bounded file stem for an output name (names may hold '/' or ':')."""
+    import hashlib
+
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "output"
+    if len(stem) > _MAX_STEM:  # keep it unique: the cut-off part goes into a digest
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        stem = f"{stem[: _MAX_STEM - 13]}-{digest}"
     candidate, n = stem, 1
     while candidate in taken:
         n += 1
@@ -132,12 +142,16 @@ def _describe(value: Any) -> tuple[str, list[int] | None]:
 
 
 def _save(outputs: dict[str, Any], directory: Path) -> dict[str, list[str]]:
-    """Write outputs as .npy files; the files of each output by name."""
+    """Write outputs as .npy files, all or none; the files of each output by name.
+
+    Every file is written under a temporary name first and renamed only when all
+    were written, so a failure (a full disk, say) leaves no partial set behind.
+    """
     import numpy as np
 
-    directory.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     files: dict[str, list[str]] = {}
+    planned: dict[str, Any] = {}
     for name, value in outputs.items():
         stem = _file_name(name, taken)
         if isinstance(value, np.ndarray):
@@ -147,9 +161,25 @@ def _save(outputs: dict[str, Any], directory: Path) -> dict[str, list[str]]:
         else:
             files[name] = []  # maps and optionals have no .npy form
             continue
-        for file, array in parts.items():
-            np.save(directory / file, array, allow_pickle=False)
+        planned.update(parts)
         files[name] = [str(directory / f) for f in parts]
+    written: list[Path] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for file, array in planned.items():
+            tmp = directory / f".{file}.partial"
+            written.append(tmp)
+            with tmp.open("wb") as f:
+                np.save(f, array, allow_pickle=False)
+        for file in planned:
+            (directory / f".{file}.partial").replace(directory / file)
+    except OSError as e:
+        for tmp in written:
+            tmp.unlink(missing_ok=True)
+        raise InvalidRequest(
+            f"cannot save the outputs in {directory}: {e.strerror or e}; nothing was "
+            "written there: choose another --output folder"
+        ) from None
     return files
 
 
@@ -173,9 +203,9 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
             elapsed = time.perf_counter() - start
             env = dict(session.env)
             providers = list(session.providers)
-    for w in caught:
-        print(f"accelpool: warning: {w.message}", file=sys.stderr)
     files = _save(outputs, Path(args.output)) if args.output else {}
+    for w in caught:  # after the last step that can fail: an error stays one line
+        print(f"accelpool: warning: {w.message}", file=sys.stderr)
     described = {name: _describe(value) for name, value in outputs.items()}
 
     if args.json:

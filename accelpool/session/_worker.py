@@ -59,6 +59,14 @@ def is_visibility_var(name: str) -> bool:
     return name in KNOWN_VISIBILITY_VARS or bool(_VISIBILITY_RE.match(name))
 
 
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept as surrogates
+        return False
+    return True
+
+
 # -- errors -------------------------------------------------------------------
 
 #: ORT exception class names that mean "the request (model, feeds) is wrong".
@@ -164,6 +172,11 @@ class Runtime:
                 options.add_session_config_entry(str(k), str(v))
             if kind == "path" and not os.path.exists(source):
                 raise RuntimeFailure("InvalidRequest", f"no model file {source!r}")
+            if kind == "path" and not _utf8(source):
+                # onnxruntime takes paths as UTF-8 only; a name that is not (bytes from
+                # an old file system) is read here and handed over as the model bytes.
+                with open(source, "rb") as f:
+                    source = f.read()
             sess = ort.InferenceSession(source, sess_options=options, providers=providers)
             if not self.allow_fallback:
                 # The session promised these providers: never fall back to the CPU silently.
