@@ -135,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AccelPoolError as e:
         _say(f"{type(e).__name__}: {e}")
         return 1
+    except SystemExit as e:  # argparse's --help and --version: a status, not an error
+        return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:
         print("accelpool: interrupted", file=sys.stderr)
         return 130
