@@ -55,7 +55,7 @@ FLEET_LINES = st.lists(
             'mode = "vnpu"', "chips_per_card = 2", "chips_per_card = 0", 'name = "f"',
             "name = 3", 'description = "d"', "description = []", "devices = 1", "[x]", "=",
         ]
-    ),  # fmt: skip
+    ),
     max_size=14,
 ).map("\n".join)
 
