@@ -11,7 +11,8 @@ Two cases, each on the same model, inputs, execution providers and thread count:
 
 Runs alternate between the two sides (and which goes first) so machine noise hits
 both alike. Prints the median of each side and their ratio (accelpool / raw). The
-issue's bounds are 1.03 in-process and 1.10 isolated.
+issue's bounds (issue 15) are 1.01 in-process, 1.03 isolated with ``shared_array`` and
+1.05 isolated with a plain numpy input.
 
     .venv/bin/python benchmarks/bench_session.py [--runs 400] [--target ID]
 
@@ -196,14 +197,14 @@ def main() -> int:
                 lambda: s.run(mlp, {"x": x_small}),
                 lambda: same.run(None, {"x": x_small}),
                 args.runs,
-                1.03,
+                1.01,
             )
             ok &= _compare(
                 "in-process, MLP, loaded model",
                 lambda: s.run(handle, {"x": x_small}),
                 lambda: same.run(None, {"x": x_small}),
                 args.runs,
-                1.03,
+                1.01,
             )
             other = _raw_session(s, mlp)
             _compare(
@@ -211,7 +212,7 @@ def main() -> int:
                 lambda: s.run(handle, {"x": x_small}),
                 lambda: other.run(None, {"x": x_small}),
                 args.runs,
-                1.03,
+                1.01,
             )
 
         with accelpool.open_session(target, isolate=True) as s:
@@ -226,16 +227,16 @@ def main() -> int:
                 lambda: s.run(cnn, {"x": shared}),
                 lambda: raw.run(None, {"x": x_big}),
                 max(50, args.runs // 4),
-                1.10,
+                1.03,
                 worker=lambda: s.worker_pid,
             )
-            # Informational: a plain numpy input is copied into shared memory each run.
-            _compare(
+            # A plain numpy input is copied into shared memory each run.
+            ok &= _compare(
                 "isolated worker, CNN, 4 MiB numpy input",
                 lambda: s.run(cnn, {"x": x_big}),
                 lambda: raw.run(None, {"x": x_big}),
                 max(50, args.runs // 4),
-                1.10,
+                1.05,
                 worker=lambda: s.worker_pid,
             )
         inv.close()
