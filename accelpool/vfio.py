@@ -223,3 +223,15 @@ def dumps(states: list[PassthroughState]) -> str:
 def require_device(ref: object) -> None:
     if not isinstance(ref, str) or not ref:
         raise InvalidRequest("give a device id or BACKEND:INDEX, e.g. nvidia:0")
+
+
+def refuse_if_passed_through(dev: Device, action: str) -> None:
+    """Raise :class:`InUse` if ``dev`` is bound to ``vfio-pci`` by accelpool."""
+    from accelpool import claims
+
+    c = claims.lookup(dev)
+    if c is not None and c.named and c.holder == holder_of(dev.id):
+        raise InUse(
+            f"cannot {action} {dev.id}: it is passed through to {VFIO_DRIVER}; "
+            f"give it back first (accelpool vfio unbind {dev.id})"
+        )
