@@ -114,8 +114,13 @@ def _state(tree: _Tree, dev: Device) -> tuple[SafeDir, PassthroughState]:
     drv = tree.read(d, "driver") or None
     pend = tree.read(d, "pending") or None
     st = PassthroughState(
-        dev.id, pci, drv, tree.read(d, "host_driver"), tree.read(d, "iommu_group"),
-        drv == VFIO_DRIVER and pend is None, pend,
+        dev.id,
+        pci,
+        drv,
+        tree.read(d, "host_driver"),
+        tree.read(d, "iommu_group"),
+        drv == VFIO_DRIVER and pend is None,
+        pend,
     )
     return d, st
 

@@ -35,7 +35,9 @@ def vstatus(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     return json.loads(out)
 
 
-def test_bind_unbind_round_trip_and_refusals(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bind_unbind_round_trip_and_refusals(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert vstatus(capsys)[0]["driver"] == "nvidia"
     rc, out, err = cli(capsys, "vfio", "bind", "nvidia:0", "--json")
     assert rc == 0, err
@@ -86,7 +88,9 @@ def test_kill_midway_is_reported_and_completed(
     env = dict(os.environ, ACCELPOOL_VFIO_DIE_AFTER=step)
     p = subprocess.run(
         [sys.executable, "-m", "accelpool", "--sim", "vgpu-host", "vfio", "bind", "nvidia:0"],
-        env=env, capture_output=True, timeout=20,
+        env=env,
+        capture_output=True,
+        timeout=20,
     )
     assert p.returncode == -9
     st = vstatus(capsys)[0]
@@ -113,7 +117,9 @@ DOMAIN = """<domain type='kvm'>
 
 
 @pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="libvirt-clients missing")
-def test_hostdev_xml_validates(state: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_hostdev_xml_validates(
+    state: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     rc, pci_xml, err = cli(capsys, "vm", "hostdev", "nvidia:0")
     assert rc == 0, err
     assert "type='pci'" in pci_xml

@@ -36,8 +36,13 @@ def _show(args: argparse.Namespace, states: list[Any]) -> int:
         ("DEVICE", "PCI", "DRIVER", "HOST DRIVER", "GROUP", "STATE"),
         [
             (
-                s.device, s.pci, s.driver or "-", s.host_driver, s.iommu_group,
-                f"pending {s.pending} (rerun bind or unbind)" if s.pending
+                s.device,
+                s.pci,
+                s.driver or "-",
+                s.host_driver,
+                s.iommu_group,
+                f"pending {s.pending} (rerun bind or unbind)"
+                if s.pending
                 else ("passed through" if s.passed_through else "host"),
             )
             for s in states
