@@ -133,3 +133,27 @@ def test_hostdev_xml_validates(
         f.write_text(DOMAIN.format(hostdev=x))
         p = subprocess.run(["virt-xml-validate", str(f), "domain"], capture_output=True, timeout=20)
         assert p.returncode == 0, p.stderr + p.stdout
+
+
+def test_attach_detach_on_libvirt_test_driver(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    libvirt = pytest.importorskip("libvirt", reason="libvirt binding not built (accelpool[vm])")
+    uri = "test:///default"
+    conn = libvirt.open(uri)  # the test driver keeps its state while a connection is open
+    rc, _, err = cli(capsys, "vm", "hostdev", "nvidia:0", "--domain", "test", "--connect", uri)
+    assert rc == 1 and "vfio bind" in err
+    assert cli(capsys, "vfio", "bind", "nvidia:0")[0] == 0
+    rc, out, err = cli(capsys, "vm", "hostdev", "nvidia:0", "--domain", "test", "--connect", uri)
+    assert rc == 0 and "persistent" in out, err
+    xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "bus='0x07'" in xml
+    rc, out, _ = cli(capsys, "ls")
+    assert "vm:test" in out
+    rc, _, err = cli(capsys, "vfio", "unbind", "nvidia:0")
+    assert rc == 1 and "vm detach" in err
+    rc, out, err = cli(capsys, "vm", "detach", "nvidia:0", "--domain", "test", "--connect", uri)
+    assert rc == 0 and "detached" in out, err
+    xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "bus='0x07'" not in xml
+    assert cli(capsys, "vfio", "unbind", "nvidia:0")[0] == 0

@@ -25,7 +25,14 @@ def register(sub: Any) -> None:
     vms = v.add_subparsers(dest="vm_command", metavar="ACTION", required=True)
     h = vms.add_parser("hostdev", help="print the libvirt <hostdev> XML for a target")
     h.add_argument("target", metavar="TARGET")
+    h.add_argument("--domain", metavar="NAME", help="attach it to this libvirt domain")
+    h.add_argument("--connect", metavar="URI", default=None, help="libvirt connection URI")
     h.set_defaults(func=_cmd_hostdev)
+    d = vms.add_parser("detach", help="detach a target from a libvirt domain")
+    d.add_argument("target", metavar="TARGET")
+    d.add_argument("--domain", metavar="NAME", required=True)
+    d.add_argument("--connect", metavar="URI", default=None)
+    d.set_defaults(func=_cmd_detach)
 
 
 def _show(args: argparse.Namespace, states: list[Any]) -> int:
@@ -72,5 +79,20 @@ def _cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
 def _cmd_hostdev(args: argparse.Namespace, ctx: CliContext) -> int:
     from accelpool.vmxml import hostdev_xml
 
-    print(hostdev_xml(ctx.inventory().target(args.target)))
+    target = ctx.inventory().target(args.target)
+    if args.domain:
+        from accelpool.vmattach import attach
+
+        how = attach(target, args.domain, args.connect)
+        print(f"Attached {target.id} to domain {args.domain} ({how})")
+        return 0
+    print(hostdev_xml(target))
+    return 0
+
+
+def _cmd_detach(args: argparse.Namespace, ctx: CliContext) -> int:
+    from accelpool.vmattach import detach
+
+    target = ctx.inventory().target(args.target)
+    print(f"{target.id}: {detach(target, args.domain, args.connect)} from {args.domain}")
     return 0
