@@ -235,12 +235,8 @@ def refuse_if_passed_through(dev: Device, action: str) -> None:
     from accelpool import claims
 
     c = claims.lookup(dev)
-    if (
-        (c is not None
-        and c.named
-        and c.holder in (holder_of(dev.id),))
-        or (c is not None and c.holder.startswith("vm:"))
-    ):
+    holder = (c.holder or "") if c is not None else ""
+    if holder == holder_of(dev.id) or holder.startswith("vm:"):
         raise InUse(
             f"cannot {action} {dev.id}: it is passed through to {VFIO_DRIVER}; "
             f"give it back first (accelpool vfio unbind {dev.id})"
