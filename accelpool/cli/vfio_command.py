@@ -28,6 +28,10 @@ def register(sub: Any) -> None:
     h.add_argument("--domain", metavar="NAME", help="attach it to this libvirt domain")
     h.add_argument("--connect", metavar="URI", default=None, help="libvirt connection URI")
     h.set_defaults(func=_cmd_hostdev)
+    pl = vms.add_parser("plan", help="how many VMs of each flavour this host holds now")
+    pl.add_argument("flavours", metavar="FILE", help="TOML with [[flavour]] entries")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_cmd_plan)
     d = vms.add_parser("detach", help="detach a target from a libvirt domain")
     d.add_argument("target", metavar="TARGET")
     d.add_argument("--domain", metavar="NAME", required=True)
@@ -95,4 +99,17 @@ def _cmd_detach(args: argparse.Namespace, ctx: CliContext) -> int:
 
     target = ctx.inventory().target(args.target)
     print(f"{target.id}: {detach(target, args.domain, args.connect)} from {args.domain}")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace, ctx: CliContext) -> int:
+    from accelpool import vmplan
+
+    rows = vmplan.plan(ctx.inventory(), vmplan.load(args.flavours))
+    if args.json:
+        print_json(rows)
+        return 0
+    print_table(
+        ("FLAVOUR", "VMS", "DEVICES"), [(r["flavour"], r["vms"], len(r["devices"])) for r in rows]
+    )
     return 0
