@@ -156,6 +156,9 @@ class Device(_Target):
         if placement is not None and (not isinstance(placement, int) or placement < 0):
             raise InvalidRequest(f"placement must be a non-negative integer, not {placement!r}")
         self._check_reachable()
+        from accelpool.vfio import refuse_if_passed_through
+
+        refuse_if_passed_through(self, "create a partition on")
         info = _guard(
             self._backend, lambda: self._backend.create_partition(self.info, profile, placement)
         )

@@ -77,6 +77,9 @@ def register(sub: Any) -> None:
     _json_flag(lp)
     lp.set_defaults(func=cmd_sim_presets)
 
+    from accelpool.cli import vfio_command
+
+    vfio_command.register(sub)
     from accelpool.cli import run_command
 
     run_command.register(sub)

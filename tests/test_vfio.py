@@ -1,0 +1,178 @@
+"""Whole-device passthrough on a simulated fleet, and the libvirt hostdev XML."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import accelpool
+from accelpool.cli.app import main
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "state"
+    monkeypatch.setenv("ACCELPOOL_STATE_DIR", str(d))
+    monkeypatch.delenv("ACCELPOOL_SIM", raising=False)
+    return d
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(["--sim", "vgpu-host", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def vstatus(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    rc, out, _ = cli(capsys, "vfio", "status", "--json")
+    assert rc == 0
+    return json.loads(out)
+
+
+def test_bind_unbind_round_trip_and_refusals(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert vstatus(capsys)[0]["driver"] == "nvidia"
+    rc, out, err = cli(capsys, "vfio", "bind", "nvidia:0", "--json")
+    assert rc == 0, err
+    assert json.loads(out)[0]["driver"] == "vfio-pci"
+    rc, out, _ = cli(capsys, "ls")
+    assert "vfio:" in out
+    rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
+    assert rc == 1 and "passed through to vfio-pci" in err and "vfio unbind" in err
+    assert len(err.strip().splitlines()) == 1
+    with accelpool.discover(sim="vgpu-host") as inv, pytest.raises(accelpool.InUse, match="vfio:"):
+        accelpool.open_session(inv.device("nvidia:0"), isolate=False).__enter__()
+    rc, out, err = cli(capsys, "vfio", "unbind", "nvidia:0", "--json")
+    assert rc == 0, err
+    assert json.loads(out)[0]["driver"] == "nvidia"
+    rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
+    assert rc == 0, err
+    rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
+    assert rc == 1 and "partition(s)" in err
+
+
+def test_claimed_device_and_group_partner_are_refused(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from accelpool import claims
+
+    with accelpool.discover(sim="vgpu-host") as inv:
+        dev = inv.device("nvidia:1")
+        claims.claim(dev, holder="k8s:abc", owner="pod x")
+        root = dev.backend_instance.context.sim.root
+    rc, _, err = cli(capsys, "vfio", "bind", "nvidia:1")
+    assert rc == 1 and "k8s:abc" in err
+    vstatus(capsys)  # renders the tree
+    partner = root / "sysfs/bus/pci/devices/0000:07:00.1"
+    partner.mkdir(mode=0o700)
+    for name, value in (("iommu_group", "1"), ("driver", "snd_hda_intel")):
+        (partner / name).write_text(value)
+    rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
+    assert rc == 1 and "0000:07:00.1" in err and "snd_hda_intel" in err
+    (partner / "driver").write_text("vfio-pci")
+    rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("step", ["driver_override", "driver"])
+def test_kill_midway_is_reported_and_completed(
+    state: Path, capsys: pytest.CaptureFixture[str], step: str
+) -> None:
+    env = dict(os.environ, ACCELPOOL_VFIO_DIE_AFTER=step)
+    p = subprocess.run(
+        [sys.executable, "-m", "accelpool", "--sim", "vgpu-host", "vfio", "bind", "nvidia:0"],
+        env=env,
+        capture_output=True,
+        timeout=20,
+    )
+    assert p.returncode == -9
+    st = vstatus(capsys)[0]
+    assert st["pending"] == "bind" and st["passed_through"] is False
+    rc, out, _ = cli(capsys, "vfio", "status")
+    assert "pending bind" in out
+    rc, out, err = cli(capsys, "vfio", "unbind", "nvidia:0", "--json")
+    assert rc == 0, err
+    st = json.loads(out)[0]
+    assert st["driver"] == "nvidia" and st["pending"] is None
+    rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
+    assert rc == 0, err
+
+
+DOMAIN = """<domain type='kvm'>
+  <name>vm1</name>
+  <memory unit='KiB'>1048576</memory>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+{hostdev}
+  </devices>
+</domain>
+"""
+
+
+@pytest.mark.skipif(shutil.which("virt-xml-validate") is None, reason="libvirt-clients missing")
+def test_hostdev_xml_validates(
+    state: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rc, pci_xml, err = cli(capsys, "vm", "hostdev", "nvidia:0")
+    assert rc == 0, err
+    assert "type='pci'" in pci_xml
+    rc, out, err = cli(capsys, "partition", "create", "nvidia:1", "A100X-4C", "--json")
+    assert rc == 0, err
+    rc, mdev_xml, err = cli(capsys, "vm", "hostdev", json.loads(out)["id"])
+    assert rc == 0, err
+    assert "type='mdev'" in mdev_xml and "uuid=" in mdev_xml
+    for i, x in enumerate((pci_xml, mdev_xml)):
+        f = tmp_path / f"d{i}.xml"
+        f.write_text(DOMAIN.format(hostdev=x))
+        p = subprocess.run(["virt-xml-validate", str(f), "domain"], capture_output=True, timeout=20)
+        assert p.returncode == 0, p.stderr + p.stdout
+
+
+def test_attach_detach_on_libvirt_test_driver(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    libvirt = pytest.importorskip("libvirt", reason="libvirt binding not built (accelpool[vm])")
+    uri = "test:///default"
+    conn = libvirt.open(uri)  # the test driver keeps its state while a connection is open
+    rc, _, err = cli(capsys, "vm", "hostdev", "nvidia:0", "--domain", "test", "--connect", uri)
+    assert rc == 1 and "vfio bind" in err
+    assert cli(capsys, "vfio", "bind", "nvidia:0")[0] == 0
+    rc, out, err = cli(capsys, "vm", "hostdev", "nvidia:0", "--domain", "test", "--connect", uri)
+    assert rc == 0 and "persistent" in out, err
+    xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "bus='0x07'" in xml
+    rc, out, _ = cli(capsys, "ls")
+    assert "vm:test" in out
+    rc, _, err = cli(capsys, "vfio", "unbind", "nvidia:0")
+    assert rc == 1 and "vm detach" in err
+    rc, out, err = cli(capsys, "vm", "detach", "nvidia:0", "--domain", "test", "--connect", uri)
+    assert rc == 0 and "detached" in out, err
+    xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "bus='0x07'" not in xml
+    assert cli(capsys, "vfio", "unbind", "nvidia:0")[0] == 0
+
+
+def test_vm_plan_counts_match_creates(
+    state: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    f = tmp_path / "fl.toml"
+    f.write_text('[[flavour]]\nname = "small"\nvgpu = "A100X-5C"\ncount = 2\n')
+    rc, out, err = cli(capsys, "vm", "plan", str(f), "--json")
+    assert rc == 0, err
+    (row,) = json.loads(out)
+    assert row["vms"] == 8 and len(row["devices"]) == 2
+    for dev in ("nvidia:0", "nvidia:1"):
+        for _ in range(8):
+            assert cli(capsys, "partition", "create", dev, "A100X-5C")[0] == 0
+        assert cli(capsys, "partition", "create", dev, "A100X-5C")[0] == 1
+    f.write_text('[[flavour]]\nname = "whole"\ngpus = 1\n')
+    rc = main(["--sim", "dgx-a100", "vm", "plan", str(f), "--json"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and json.loads(out)[0]["vms"] == 8
