@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,10 +180,13 @@ class Node:
                 entry["before"] = sorted(p.id for p in dev.partitions())
                 entry["state"] = "creating"
                 self._save(rec)
+                _crash_point("before-create")
                 part = dev.create_partition(entry["profile"], placement=entry["placement"])
+                _crash_point("after-create")
                 entry["target"], entry["created"] = part.id, True
             entry["state"] = "made"
             self._save(rec)
+            _crash_point("before-claim")
         if entry["state"] == "made":
             claims.claim(
                 entry["target"], holder=holder(rec["uid"]), device=entry["device"],
@@ -190,6 +194,7 @@ class Node:
             )
             entry["state"] = "claimed"
             self._save(rec)
+            _crash_point("after-claim")
 
     def _recover(self, entry: dict[str, Any]) -> None:
         """A create cut short: the partition is the matching one that was not there before."""
@@ -230,6 +235,7 @@ class Node:
         rec["status"] = "unpreparing"
         self._save(rec)
         self.spec_path(rec["uid"]).unlink(missing_ok=True)
+        _crash_point("unprepare-started")
         for entry in reversed(rec["devices"]):
             if entry.get("state") == "creating":
                 self._recover(entry)
@@ -244,6 +250,12 @@ class Node:
                 self._save(rec)
         claims.release(holder(rec["uid"]))
         self._drop(rec["uid"])
+
+
+def _crash_point(step: str) -> None:
+    """Tests only: ``ACCELPOOL_K8S_CRASH_AT=<step>`` kills this process there (``kill -9``)."""
+    if os.environ.get("ACCELPOOL_K8S_CRASH_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _check_uid(uid: str) -> str:
