@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from accelpool.errors import AccelPoolError
 from accelpool.inventory import Device, Inventory, Partition
 from accelpool.types import AttributeValue, PartitionProfile, Placement
-
 from accelpool_kubernetes.names import dns_label
 
 #: partition kinds a container can use (vGPUs go to VMs, sub-devices live in one process)

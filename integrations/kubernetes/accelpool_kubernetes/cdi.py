@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from accelpool.container import ContainerEdits, DeviceNode, container_edits
 
 KIND = re.compile(r"^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?/[a-zA-Z0-9]([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$")
@@ -181,7 +182,6 @@ def host_specs(inv: Any, driver: str) -> dict[str, dict[str, Any]]:
     """One spec per available backend (kind ``<driver>/<backend>``): every device a
     container can use whole and every live partition, named as in the ResourceSlices."""
     from accelpool.errors import AccelPoolError
-
     from accelpool_kubernetes.catalog import CONTAINER_KINDS, device_name, physical_device
 
     out: dict[str, dict[str, Any]] = {}

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from accelpool.errors import InvalidRequest
 
+from accelpool.errors import InvalidRequest
 from accelpool_kubernetes.slices import DEFAULT_DRIVER, check_driver, check_node, check_version
 
 
@@ -157,8 +157,13 @@ def _api_client(kubeconfig: Path | None) -> Any:
 
 
 def cmd_plugin(args: argparse.Namespace, ctx: Any) -> int:
-    from accelpool_kubernetes.cdi import host_specs, spec_file, write_atomic, dump
-    from accelpool_kubernetes.plugin import ApiClaimSource, DirClaimSource, DraService, KubeletPlugin
+    from accelpool_kubernetes.cdi import dump, host_specs, spec_file, write_atomic
+    from accelpool_kubernetes.plugin import (
+        ApiClaimSource,
+        DirClaimSource,
+        DraService,
+        KubeletPlugin,
+    )
     from accelpool_kubernetes.publish import Publisher, api_sink, file_sink
 
     driver, node_name = check_driver(args.driver), check_node(args.node)

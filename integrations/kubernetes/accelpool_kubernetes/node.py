@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from accelpool import claims
 from accelpool.container import container_edits
 from accelpool.errors import AccelPoolError, InvalidRequest, NotFound
 from accelpool.inventory import Device, Inventory, Partition
 from accelpool.statedir import state_dir
-from filelock import FileLock
-
 from accelpool_kubernetes.catalog import LogicalDevice, physical_device
 from accelpool_kubernetes.cdi import build_spec, dump, spec_file, write_atomic
 from accelpool_kubernetes.names import is_dns_label

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import grpc
 import yaml
-from accelpool.errors import AccelPoolError, InvalidRequest, NotFound
 
+from accelpool.errors import AccelPoolError, InvalidRequest, NotFound
 from accelpool_kubernetes.node import Node
 from accelpool_kubernetes.proto import dra_pb2, dra_pb2_grpc, pluginregistration_pb2
 from accelpool_kubernetes.proto import pluginregistration_pb2_grpc as reg_grpc
@@ -95,7 +95,7 @@ class DraService(dra_pb2_grpc.DRAPluginServicer):
         self.node, self.source, self.on_change = node, source, on_change
         self._lock = threading.Lock()
 
-    def NodePrepareResources(  # noqa: N802 - the gRPC method name
+    def NodePrepareResources(
         self, request: Any, context: Any
     ) -> Any:
         resp = dra_pb2.NodePrepareResourcesResponse()
@@ -115,7 +115,7 @@ class DraService(dra_pb2_grpc.DRAPluginServicer):
             self._changed()
         return resp
 
-    def NodeUnprepareResources(  # noqa: N802 - the gRPC method name
+    def NodeUnprepareResources(
         self, request: Any, context: Any
     ) -> Any:
         resp = dra_pb2.NodeUnprepareResourcesResponse()
@@ -141,13 +141,13 @@ class RegistrationService(reg_grpc.RegistrationServicer):
         self.driver, self.endpoint = driver, endpoint
         self.status: tuple[bool, str] | None = None
 
-    def GetInfo(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetInfo(self, request: Any, context: Any) -> Any:
         return pluginregistration_pb2.PluginInfo(
             type="DRAPlugin", name=self.driver, endpoint=self.endpoint,
             supported_versions=list(SERVICES),
         )
 
-    def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def NotifyRegistrationStatus(self, request: Any, context: Any) -> Any:
         self.status = (request.plugin_registered, request.error)
         if not request.plugin_registered:
             log.warning("the kubelet did not register %s: %s", self.driver, request.error)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from accelpool.inventory import Inventory
 
+from accelpool.inventory import Inventory
 from accelpool_kubernetes.cdi import write_atomic
 from accelpool_kubernetes.slices import host_slices, to_dict
 

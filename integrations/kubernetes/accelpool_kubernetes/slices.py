@@ -13,11 +13,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kubernetes import client as k8s
+
 from accelpool.errors import InvalidRequest
 from accelpool.inventory import Inventory
 from accelpool.types import AttributeValue
-from kubernetes import client as k8s
-
 from accelpool_kubernetes.catalog import LogicalDevice, PhysicalDevice, attributes_of, host_catalog
 from accelpool_kubernetes.names import dns_label, is_dns_subdomain, is_qualified_name, quantity
 
