@@ -89,7 +89,9 @@ def partition_name(dev: Device, profile: str, kind: str, n: int) -> str:
     return base + dns_label(profile, 63 - len(base) - len(suffix)) + suffix
 
 
-def _shared_resources(dev: Device, profiles: Sequence[PartitionProfile]) -> dict[str, tuple[str, int]]:
+def _shared_resources(
+    dev: Device, profiles: Sequence[PartitionProfile]
+) -> dict[str, tuple[str, int]]:
     """Integer profile attributes that draw on a device-wide total of the same name."""
     out: dict[str, tuple[str, int]] = {}
     for p in profiles:
@@ -134,7 +136,9 @@ class _Shape:
     ) -> dict[str, int]:
         out = {MEMORY: memory, COMPUTE: compute}
         if placement is not None:
-            out.update({f"unit-{k}": 1 for k in range(placement.start, placement.start + placement.size)})
+            out.update(
+                {f"unit-{k}": 1 for k in range(placement.start, placement.start + placement.size)}
+            )
         for key, (name, _) in self.shared.items():
             value = profile.attributes.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -153,7 +157,9 @@ def fits(consumptions: Sequence[Mapping[str, int]], counters: Mapping[str, int])
     return all(k in counters and v <= counters[k] for k, v in total.items())
 
 
-def physical_device(dev: Device, bindings: Mapping[str, str] | None = None) -> PhysicalDevice | None:
+def physical_device(
+    dev: Device, bindings: Mapping[str, str] | None = None
+) -> PhysicalDevice | None:
     """The counters and logical devices of one device; None when it offers nothing.
 
     ``bindings`` maps logical names to the partition ids created for them (by prepare),
@@ -174,7 +180,9 @@ def physical_device(dev: Device, bindings: Mapping[str, str] | None = None) -> P
     out: list[LogicalDevice] = []
     if not parts and _usable(dev):
         out.append(
-            LogicalDevice(device_name(dev), dev.backend, dev, consumes=dict(shape.full) if profiles else {})
+            LogicalDevice(
+                device_name(dev), dev.backend, dev, consumes=dict(shape.full) if profiles else {}
+            )
         )
     by_id = {pid: name for name, pid in (bindings or {}).items()}
     taken: dict[str, set[int]] = {}
@@ -187,7 +195,9 @@ def physical_device(dev: Device, bindings: Mapping[str, str] | None = None) -> P
             counters[k] = max(0, counters.get(k, 0) - v)
         if prof.placements and part.placement is not None:
             n = part.placement.start
-        elif part.id in by_id and by_id[part.id].startswith(partition_name(dev, prof.name, prof.kind, 0)[:-1]):
+        elif part.id in by_id and by_id[part.id].startswith(
+            partition_name(dev, prof.name, prof.kind, 0)[:-1]
+        ):
             n = int(by_id[part.id].rsplit("-", 1)[1])
         else:
             n = min(set(range(len(parts) + prof.max_count + 1)) - taken.get(prof.name, set()))
@@ -213,7 +223,9 @@ def physical_device(dev: Device, bindings: Mapping[str, str] | None = None) -> P
                 out.append(LogicalDevice(name, dev.backend, dev, prof, pl, n, None, need))
     if not out:
         return None
-    return PhysicalDevice(dev, f"{device_name(dev)}-counters", counters if profiles else {}, tuple(out))
+    return PhysicalDevice(
+        dev, f"{device_name(dev)}-counters", counters if profiles else {}, tuple(out)
+    )
 
 
 def _usable(dev: Device) -> bool:

@@ -114,7 +114,9 @@ def spec_problems(spec: Any) -> list[str]:
     if version not in VERSIONS:
         out.append(f"cdiVersion {version!r} is not a released CDI version")
     elif VERSIONS.index(version) < VERSIONS.index(minimum_version(spec)):
-        out.append(f"cdiVersion {version} is older than the content needs ({minimum_version(spec)})")
+        out.append(
+            f"cdiVersion {version} is older than the content needs ({minimum_version(spec)})"
+        )
     if not isinstance(kind, str) or not KIND.match(kind):
         out.append(f"kind {kind!r} is not 'vendor.com/class'")
     devices = spec.get("devices")

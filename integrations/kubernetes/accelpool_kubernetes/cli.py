@@ -18,12 +18,17 @@ from accelpool_kubernetes.slices import DEFAULT_DRIVER, check_driver, check_node
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--driver", default=DEFAULT_DRIVER, help=f"DRA driver name (default {DEFAULT_DRIVER})")
+    p.add_argument(
+        "--driver", default=DEFAULT_DRIVER, help=f"DRA driver name (default {DEFAULT_DRIVER})"
+    )
 
 
 def _cdi_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--cdi-dir", type=Path, default=None, metavar="DIR",
+        "--cdi-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="where claim CDI specs go (default $ACCELPOOL_CDI_DIR or /var/run/cdi)",
     )
 
@@ -37,8 +42,12 @@ def register(sub: Any) -> None:
     s = ks.add_parser("slices", help="print this host's ResourceSlices")
     s.add_argument("--node", required=True, help="the Kubernetes node name of this host")
     _common(s)
-    s.add_argument("--kubernetes-version", default="1.35", metavar="1.34|1.35",
-                   help="slice layout of this release (default 1.35; later ones use it too)")
+    s.add_argument(
+        "--kubernetes-version",
+        default="1.35",
+        metavar="1.34|1.35",
+        help="slice layout of this release (default 1.35; later ones use it too)",
+    )
     s.add_argument("--format", choices=("yaml", "json"), default="yaml")
     s.add_argument("--generation", type=int, default=1, help="pool generation (default 1)")
     s.set_defaults(func=cmd_slices)
@@ -51,7 +60,9 @@ def register(sub: Any) -> None:
 
     p = ks.add_parser("prepare", help="prepare a claim's allocated devices; print CDI ids")
     p.add_argument("--claim-uid", required=True)
-    p.add_argument("--device", required=True, nargs="+", metavar="NAME", help="allocated device names")
+    p.add_argument(
+        "--device", required=True, nargs="+", metavar="NAME", help="allocated device names"
+    )
     p.add_argument("--namespace", default="")
     p.add_argument("--claim-name", default="")
     p.add_argument("--json", action="store_true")
@@ -69,17 +80,36 @@ def register(sub: Any) -> None:
     kp.add_argument("--node", required=True)
     _common(kp)
     _cdi_dir(kp)
-    kp.add_argument("--plugin-dir", type=Path, default=None,
-                    help="folder of the DRA socket (default /var/lib/kubelet/plugins/DRIVER)")
-    kp.add_argument("--registrar-dir", type=Path, default=Path("/var/lib/kubelet/plugins_registry"),
-                    help="the kubelet's plugin registry (default /var/lib/kubelet/plugins_registry)")
-    kp.add_argument("--kubeconfig", type=Path, default=None,
-                    help="cluster to publish to (default: in-cluster config when in a pod)")
-    kp.add_argument("--no-publish", action="store_true",
-                    help="write the ResourceSlices to --slices-file instead of the cluster")
+    kp.add_argument(
+        "--plugin-dir",
+        type=Path,
+        default=None,
+        help="folder of the DRA socket (default /var/lib/kubelet/plugins/DRIVER)",
+    )
+    kp.add_argument(
+        "--registrar-dir",
+        type=Path,
+        default=Path("/var/lib/kubelet/plugins_registry"),
+        help="the kubelet's plugin registry (default /var/lib/kubelet/plugins_registry)",
+    )
+    kp.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="cluster to publish to (default: in-cluster config when in a pod)",
+    )
+    kp.add_argument(
+        "--no-publish",
+        action="store_true",
+        help="write the ResourceSlices to --slices-file instead of the cluster",
+    )
     kp.add_argument("--slices-file", type=Path, default=Path("resourceslices.yaml"))
-    kp.add_argument("--claims-dir", type=Path, default=None,
-                    help="read ResourceClaims from DIR/<uid>.json instead of the cluster")
+    kp.add_argument(
+        "--claims-dir",
+        type=Path,
+        default=None,
+        help="read ResourceClaims from DIR/<uid>.json instead of the cluster",
+    )
     kp.add_argument("--kubernetes-version", default="1.35", metavar="1.34|1.35")
     kp.set_defaults(func=cmd_plugin)
 
@@ -95,8 +125,12 @@ def cmd_slices(args: argparse.Namespace, ctx: Any) -> int:
     out = [
         to_dict(s)
         for s in host_slices(
-            inv, node=args.node, driver=args.driver, version=args.kubernetes_version,
-            generation=args.generation, bindings=node.bindings(),
+            inv,
+            node=args.node,
+            driver=args.driver,
+            version=args.kubernetes_version,
+            generation=args.generation,
+            bindings=node.bindings(),
         )
     ]
     if args.format == "json":
@@ -126,7 +160,9 @@ def cmd_cdi(args: argparse.Namespace, ctx: Any) -> int:
 def _node(args: argparse.Namespace, ctx: Any) -> Any:
     from accelpool_kubernetes.node import Node, default_cdi_dir
 
-    return Node(ctx.inventory(), driver=check_driver(args.driver), cdi_dir=args.cdi_dir or default_cdi_dir())
+    return Node(
+        ctx.inventory(), driver=check_driver(args.driver), cdi_dir=args.cdi_dir or default_cdi_dir()
+    )
 
 
 def cmd_prepare(args: argparse.Namespace, ctx: Any) -> int:
@@ -176,20 +212,31 @@ def cmd_plugin(args: argparse.Namespace, ctx: Any) -> int:
         )
     node = _node(args, ctx)
     sink = file_sink(args.slices_file) if args.no_publish else api_sink(api, node_name, driver)
-    publisher = Publisher(ctx.inventory(), node=node_name, driver=driver, version=version,
-                          bindings=node.bindings, sink=sink)
+    publisher = Publisher(
+        ctx.inventory(),
+        node=node_name,
+        driver=driver,
+        version=version,
+        bindings=node.bindings,
+        sink=sink,
+    )
 
     def changed() -> None:
         for kind, spec in host_specs(ctx.inventory(), driver).items():
             write_atomic(spec_file(node.cdi_dir, kind), dump(spec))
         publisher.publish()
 
-    source = (DirClaimSource(args.claims_dir, driver, node_name) if args.claims_dir
-              else ApiClaimSource(api, driver, node_name))
+    source = (
+        DirClaimSource(args.claims_dir, driver, node_name)
+        if args.claims_dir
+        else ApiClaimSource(api, driver, node_name)
+    )
     plugin_dir = args.plugin_dir or Path("/var/lib/kubelet/plugins") / driver
     plugin = KubeletPlugin(
-        DraService(node, source, changed), driver=driver,
-        plugin_socket=plugin_dir / "dra.sock", registrar_socket=args.registrar_dir / f"{driver}-reg.sock",
+        DraService(node, source, changed),
+        driver=driver,
+        plugin_socket=plugin_dir / "dra.sock",
+        registrar_socket=args.registrar_dir / f"{driver}-reg.sock",
     )
     changed()
     plugin.start()

@@ -47,7 +47,9 @@ def _slice(where: str, spec: dict[str, Any], version: str) -> list[str]:
     if version == "1.34":
         if sum(len(cs.get("counters", {})) for cs in sets) > 32:
             out.append(f"{where}: more than 32 counters in all counter sets")
-        consumed = sum(len(c.get("counters", {})) for d in devices for c in d.get("consumesCounters") or [])
+        consumed = sum(
+            len(c.get("counters", {})) for d in devices for c in d.get("consumesCounters") or []
+        )
         if consumed > 1024:
             out.append(f"{where}: {consumed} consumed counters, more than 1024")
         if len(devices) > 128:
@@ -69,7 +71,9 @@ def _slice(where: str, spec: dict[str, Any], version: str) -> list[str]:
         if len(counters) > 32:
             out.append(f"{where}: counter set {cs.get('name')} has more than 32 counters")
         out.extend(
-            f"{where}: counter name {c!r} is not a DNS label" for c in counters if not is_dns_label(c)
+            f"{where}: counter name {c!r} is not a DNS label"
+            for c in counters
+            if not is_dns_label(c)
         )
     for d in devices:
         out.extend(_device(where, d, version))
@@ -115,7 +119,9 @@ def _pool(pool: str, members: list[dict[str, Any]], version: str) -> list[str]:
     if len(gens) != 1:
         out.append(f"{where}: slices disagree on the generation ({sorted(map(str, gens))})")
     if counts != {len(members)}:
-        out.append(f"{where}: resourceSliceCount {sorted(map(str, counts))} but {len(members)} slices")
+        out.append(
+            f"{where}: resourceSliceCount {sorted(map(str, counts))} but {len(members)} slices"
+        )
     names: set[str] = set()
     pool_sets: dict[str, set[str]] = {}
     for m in members:
@@ -124,7 +130,9 @@ def _pool(pool: str, members: list[dict[str, Any]], version: str) -> list[str]:
                 out.append(f"{where}: counter set {cs['name']} is defined twice")
             pool_sets[cs["name"]] = set(cs.get("counters", {}))
     for m in members:
-        local = {cs["name"]: set(cs.get("counters", {})) for cs in m["spec"].get("sharedCounters") or []}
+        local = {
+            cs["name"]: set(cs.get("counters", {})) for cs in m["spec"].get("sharedCounters") or []
+        }
         visible = local if version == "1.34" else pool_sets
         for d in m["spec"].get("devices") or []:
             if d["name"] in names:
@@ -133,7 +141,9 @@ def _pool(pool: str, members: list[dict[str, Any]], version: str) -> list[str]:
             for c in d.get("consumesCounters") or []:
                 known = visible.get(c.get("counterSet", ""))
                 if known is None:
-                    out.append(f"{where}: device {d['name']} consumes unknown set {c.get('counterSet')}")
+                    out.append(
+                        f"{where}: device {d['name']} consumes unknown set {c.get('counterSet')}"
+                    )
                     continue
                 missing = set(c.get("counters", {})) - known
                 if missing:

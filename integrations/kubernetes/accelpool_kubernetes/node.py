@@ -130,8 +130,12 @@ class Node:
                 return list(rec["cdi"])
             if rec is None:
                 rec = {
-                    "uid": uid, "namespace": namespace, "name": claim_name, "status": "preparing",
-                    "devices": [{"name": n, "state": "planned"} for n in names], "cdi": [],
+                    "uid": uid,
+                    "namespace": namespace,
+                    "name": claim_name,
+                    "status": "preparing",
+                    "devices": [{"name": n, "state": "planned"} for n in names],
+                    "cdi": [],
                 }
                 self._plan(rec)
                 self._save(rec)
@@ -189,7 +193,9 @@ class Node:
             _crash_point("before-claim")
         if entry["state"] == "made":
             claims.claim(
-                entry["target"], holder=holder(rec["uid"]), device=entry["device"],
+                entry["target"],
+                holder=holder(rec["uid"]),
+                device=entry["device"],
                 owner=f"resourceclaim {rec['namespace']}/{rec['name']} ({entry['name']})",
             )
             entry["state"] = "claimed"
@@ -202,7 +208,9 @@ class Node:
         for p in dev.partitions():
             if p.id in entry.get("before", []) or p.profile != entry["profile"]:
                 continue
-            if entry["placement"] is not None and (p.placement is None or p.placement.start != entry["placement"]):
+            if entry["placement"] is not None and (
+                p.placement is None or p.placement.start != entry["placement"]
+            ):
                 continue
             if claims.lookup(p) is None:
                 entry["target"], entry["created"], entry["state"] = p.id, True, "made"
@@ -214,7 +222,8 @@ class Node:
 
     def _write_spec(self, rec: dict[str, Any]) -> list[str]:
         devices = {
-            f"{rec['uid']}-{e['name']}": container_edits(self._target(e["target"])) for e in rec["devices"]
+            f"{rec['uid']}-{e['name']}": container_edits(self._target(e["target"]))
+            for e in rec["devices"]
         }
         write_atomic(self.spec_path(rec["uid"]), dump(build_spec(self.kind, devices)))
         return [f"{self.kind}={n}" for n in devices]

@@ -42,8 +42,10 @@ def results_of(claim: dict[str, Any], uid: str, driver: str, node: str) -> list[
     """This node's and driver's allocated devices of a ResourceClaim (as JSON)."""
     meta = claim.get("metadata") or {}
     if meta.get("uid") != uid:
-        raise NotFound(f"ResourceClaim {meta.get('namespace')}/{meta.get('name')} has uid "
-                       f"{meta.get('uid')}, not {uid}: it was deleted and made again")
+        raise NotFound(
+            f"ResourceClaim {meta.get('namespace')}/{meta.get('name')} has uid "
+            f"{meta.get('uid')}, not {uid}: it was deleted and made again"
+        )
     allocation = (claim.get("status") or {}).get("allocation") or {}
     results = (allocation.get("devices") or {}).get("results") or []
     mine = [
@@ -83,7 +85,9 @@ class ApiClaimSource:
 
     def allocated(self, namespace: str, name: str, uid: str) -> list[Allocated]:
         claim = self.api.read_namespaced_resource_claim(name, namespace)
-        return results_of(self.client.sanitize_for_serialization(claim), uid, self.driver, self.node)
+        return results_of(
+            self.client.sanitize_for_serialization(claim), uid, self.driver, self.node
+        )
 
 
 class DraService(dra_pb2_grpc.DRAPluginServicer):
@@ -95,9 +99,7 @@ class DraService(dra_pb2_grpc.DRAPluginServicer):
         self.node, self.source, self.on_change = node, source, on_change
         self._lock = threading.Lock()
 
-    def NodePrepareResources(
-        self, request: Any, context: Any
-    ) -> Any:
+    def NodePrepareResources(self, request: Any, context: Any) -> Any:
         resp = dra_pb2.NodePrepareResourcesResponse()
         with self._lock:
             for c in request.claims:
@@ -105,19 +107,28 @@ class DraService(dra_pb2_grpc.DRAPluginServicer):
                 try:
                     allocated = self.source.allocated(c.namespace, c.name, c.uid)
                     names = [d for _, _, d in allocated]
-                    ids = dict(zip(dict.fromkeys(names), self.node.prepare(
-                        c.uid, names, namespace=c.namespace, claim_name=c.name), strict=True))
+                    ids = dict(
+                        zip(
+                            dict.fromkeys(names),
+                            self.node.prepare(
+                                c.uid, names, namespace=c.namespace, claim_name=c.name
+                            ),
+                            strict=True,
+                        )
+                    )
                     for req, pool, dev in allocated:
-                        out.devices.add(request_names=[req], pool_name=pool, device_name=dev,
-                                        cdi_device_ids=[ids[dev]])
+                        out.devices.add(
+                            request_names=[req],
+                            pool_name=pool,
+                            device_name=dev,
+                            cdi_device_ids=[ids[dev]],
+                        )
                 except (AccelPoolError, OSError) as e:
                     out.error = f"{type(e).__name__}: {e}"
             self._changed()
         return resp
 
-    def NodeUnprepareResources(
-        self, request: Any, context: Any
-    ) -> Any:
+    def NodeUnprepareResources(self, request: Any, context: Any) -> Any:
         resp = dra_pb2.NodeUnprepareResourcesResponse()
         with self._lock:
             for c in request.claims:
@@ -143,7 +154,9 @@ class RegistrationService(reg_grpc.RegistrationServicer):
 
     def GetInfo(self, request: Any, context: Any) -> Any:
         return pluginregistration_pb2.PluginInfo(
-            type="DRAPlugin", name=self.driver, endpoint=self.endpoint,
+            type="DRAPlugin",
+            name=self.driver,
+            endpoint=self.endpoint,
             supported_versions=list(SERVICES),
         )
 

@@ -22,8 +22,14 @@ class Publisher:
     """Regenerates the slices and hands them to ``sink`` when they change."""
 
     def __init__(
-        self, inv: Inventory, *, node: str, driver: str, version: str,
-        bindings: Callable[[], dict[str, str]], sink: Callable[[list[dict[str, Any]]], None],
+        self,
+        inv: Inventory,
+        *,
+        node: str,
+        driver: str,
+        version: str,
+        bindings: Callable[[], dict[str, str]],
+        sink: Callable[[list[dict[str, Any]]], None],
     ) -> None:
         self.inv, self.node, self.driver, self.version = inv, node, driver, version
         self.bindings, self.sink = bindings, sink
@@ -34,8 +40,12 @@ class Publisher:
         return [
             to_dict(s)
             for s in host_slices(
-                self.inv, node=self.node, driver=self.driver, version=self.version,
-                generation=generation, bindings=self.bindings(),
+                self.inv,
+                node=self.node,
+                driver=self.driver,
+                version=self.version,
+                generation=generation,
+                bindings=self.bindings(),
             )
         ]
 
@@ -66,7 +76,9 @@ def api_sink(api_client: Any, node: str, driver: str) -> Callable[[list[dict[str
 
     def write(slices: list[dict[str, Any]]) -> None:
         selector = f"spec.nodeName={node},spec.driver={driver}"
-        existing = {s.metadata.name: s for s in api.list_resource_slice(field_selector=selector).items}
+        existing = {
+            s.metadata.name: s for s in api.list_resource_slice(field_selector=selector).items
+        }
         for body in slices:
             name = body["metadata"]["name"]
             model = k8s.V1ResourceSlice.from_dict(body)

@@ -132,10 +132,14 @@ def device_model(ld: LogicalDevice, counter_set: str | None) -> k8s.V1Device:
         consumes = [
             k8s.V1DeviceCounterConsumption(
                 counter_set=counter_set,
-                counters={k: k8s.V1Counter(value=quantity(v)) for k, v in sorted(ld.consumes.items())},
+                counters={
+                    k: k8s.V1Counter(value=quantity(v)) for k, v in sorted(ld.consumes.items())
+                },
             )
         ]
-    return k8s.V1Device(name=ld.name, attributes=attrs, capacity=capacity, consumes_counters=consumes)
+    return k8s.V1Device(
+        name=ld.name, attributes=attrs, capacity=capacity, consumes_counters=consumes
+    )
 
 
 def counter_set_model(pd: PhysicalDevice) -> k8s.V1CounterSet:
@@ -150,8 +154,13 @@ def _chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
 
 
 def pool_slices(
-    pool: Sequence[PhysicalDevice], *, node: str, driver: str, backend: str,
-    version: str, generation: int = 1,
+    pool: Sequence[PhysicalDevice],
+    *,
+    node: str,
+    driver: str,
+    backend: str,
+    version: str,
+    generation: int = 1,
 ) -> list[k8s.V1ResourceSlice]:
     """The slices of one pool (one node, one backend)."""
     specs: list[tuple[list[k8s.V1CounterSet] | None, list[k8s.V1Device] | None]] = []
@@ -159,7 +168,9 @@ def pool_slices(
     plain = [ld for pd in pool if not pd.counters for ld in pd.devices]
     if version == "1.34":
         for pd in partitionable:
-            specs.append(([counter_set_model(pd)], [device_model(ld, pd.counter_set) for ld in pd.devices]))
+            specs.append(
+                ([counter_set_model(pd)], [device_model(ld, pd.counter_set) for ld in pd.devices])
+            )
     else:
         for group in _chunks(partitionable, 8):
             specs.append(([counter_set_model(pd) for pd in group], None))
@@ -176,7 +187,10 @@ def pool_slices(
                 kind="ResourceSlice",
                 metadata=k8s.V1ObjectMeta(
                     name=name,
-                    labels={"app.kubernetes.io/managed-by": "accelpool", "accelpool.dev/backend": backend},
+                    labels={
+                        "app.kubernetes.io/managed-by": "accelpool",
+                        "accelpool.dev/backend": backend,
+                    },
                 ),
                 spec=k8s.V1ResourceSliceSpec(
                     driver=driver,
@@ -193,8 +207,13 @@ def pool_slices(
 
 
 def host_slices(
-    inv: Inventory, *, node: str, driver: str = DEFAULT_DRIVER, version: str = "1.35",
-    generation: int = 1, bindings: Mapping[str, str] | None = None,
+    inv: Inventory,
+    *,
+    node: str,
+    driver: str = DEFAULT_DRIVER,
+    version: str = "1.35",
+    generation: int = 1,
+    bindings: Mapping[str, str] | None = None,
 ) -> list[k8s.V1ResourceSlice]:
     """Every ResourceSlice of this host, checked against the limits the schemas leave out."""
     version = check_version(version)
@@ -204,7 +223,11 @@ def host_slices(
     for backend, pool in host_catalog(inv, bindings).items():
         out.extend(
             pool_slices(
-                pool, node=node, driver=driver, backend=backend, version=version,
+                pool,
+                node=node,
+                driver=driver,
+                backend=backend,
+                version=version,
                 generation=generation,
             )
         )

@@ -29,7 +29,9 @@ def test_prepare_is_idempotent_and_unprepare_destroys_only_its_own(tmp_path: Pat
         spec = json.loads(node.spec_path("u-1").read_text())
         assert spec_problems(spec) == []
         mig = spec["devices"][0]["containerEdits"]
-        assert len(mig["deviceNodes"]) == 3 and mig["env"][0].startswith("CUDA_VISIBLE_DEVICES=MIG-")
+        assert len(mig["deviceNodes"]) == 3 and mig["env"][0].startswith(
+            "CUDA_VISIBLE_DEVICES=MIG-"
+        )
         assert claims.lookup(foreign).holder == "k8s:u-1"
         assert node.unprepare("u-1")
         assert [p.id for p in inv.device("nvidia:0").partitions()] == [foreign.id]
@@ -54,18 +56,31 @@ def test_kubelet_plugin_over_unix_sockets(tmp_path: Path) -> None:
     claims_dir = tmp_path / "claims"
     claims_dir.mkdir()
     claim = {
-        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceClaim",
         "metadata": {"name": "c", "namespace": "default", "uid": "u-3"},
-        "status": {"allocation": {"devices": {"results": [
-            {"request": "r", "driver": "accelpool.dev", "pool": "n1/cambricon",
-             "device": "cambricon-0-mim-2m8gb-2"}]}}},
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {
+                            "request": "r",
+                            "driver": "accelpool.dev",
+                            "pool": "n1/cambricon",
+                            "device": "cambricon-0-mim-2m8gb-2",
+                        }
+                    ]
+                }
+            }
+        },
     }
     (claims_dir / "u-3.json").write_text(json.dumps(claim))
     with accelpool.discover(sim="mlu370-x8") as inv:
         node = Node(inv, cdi_dir=tmp_path / "cdi")
         plugin = KubeletPlugin(
             DraService(node, DirClaimSource(claims_dir, "accelpool.dev", "n1")),
-            driver="accelpool.dev", plugin_socket=sockets / "dra.sock",
+            driver="accelpool.dev",
+            plugin_socket=sockets / "dra.sock",
             registrar_socket=sockets / "reg.sock",
         )
         plugin.start()
@@ -77,12 +92,18 @@ def test_kubelet_plugin_over_unix_sockets(tmp_path: Path) -> None:
             with grpc.insecure_channel(f"unix://{info.endpoint}") as ch:
                 stub = dra_pb2_grpc.DRAPluginStub(ch)
                 req = [dra_pb2.Claim(namespace="default", name="c", uid="u-3")]
-                resp = stub.NodePrepareResources(dra_pb2.NodePrepareResourcesRequest(claims=req), timeout=30)
+                resp = stub.NodePrepareResources(
+                    dra_pb2.NodePrepareResourcesRequest(claims=req), timeout=30
+                )
                 got = resp.claims["u-3"]
                 assert got.error == ""
-                assert list(got.devices[0].cdi_device_ids) == ["k8s.accelpool.dev/claim=u-3-cambricon-0-mim-2m8gb-2"]
+                assert list(got.devices[0].cdi_device_ids) == [
+                    "k8s.accelpool.dev/claim=u-3-cambricon-0-mim-2m8gb-2"
+                ]
                 assert [p.profile for p in inv.device("cambricon:0").partitions()] == ["2m.8gb"]
-                un = stub.NodeUnprepareResources(dra_pb2.NodeUnprepareResourcesRequest(claims=req), timeout=30)
+                un = stub.NodeUnprepareResources(
+                    dra_pb2.NodeUnprepareResourcesRequest(claims=req), timeout=30
+                )
                 assert un.claims["u-3"].error == ""
                 assert inv.device("cambricon:0").partitions() == []
         finally:

@@ -54,7 +54,9 @@ def test_limits_catch_what_the_schema_allows() -> None:
 
 
 def _create(dev: accelpool.Device, ld):  # type: ignore[no-untyped-def]
-    return dev.create_partition(ld.profile.name, placement=ld.placement.start if ld.placement else None)
+    return dev.create_partition(
+        ld.profile.name, placement=ld.placement.start if ld.placement else None
+    )
 
 
 @pytest.mark.parametrize(
@@ -102,13 +104,29 @@ def test_live_partitions_are_published_and_take_their_share() -> None:
 
 
 def test_cli_prints_yaml_and_json_and_refuses_bad_input() -> None:
-    run = [sys.executable, "-m", "accelpool", "--sim", "atlas-800-910b", "k8s", "slices", "--node", "n1"]
-    out = subprocess.run([*run, "--format", "json", "--kubernetes-version", "1.34"],
-                         capture_output=True, text=True, timeout=60)
+    run = [
+        sys.executable,
+        "-m",
+        "accelpool",
+        "--sim",
+        "atlas-800-910b",
+        "k8s",
+        "slices",
+        "--node",
+        "n1",
+    ]
+    out = subprocess.run(
+        [*run, "--format", "json", "--kubernetes-version", "1.34"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     items = json.loads(out.stdout)["items"]
     assert all(i["kind"] == "ResourceSlice" for i in items)
-    bad = subprocess.run([*run, "--kubernetes-version", "1.20"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [*run, "--kubernetes-version", "1.20"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 1 and "1.34 or 1.35" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 

@@ -20,8 +20,14 @@ def main() -> int:
     for proto in sorted(HERE.glob("*.proto")):
         rel = proto.relative_to(ROOT)
         rc = protoc.main(
-            ["protoc", f"-I{ROOT}", f"--python_out={ROOT}", f"--pyi_out={ROOT}",
-             f"--grpc_python_out={ROOT}", str(rel)]
+            [
+                "protoc",
+                f"-I{ROOT}",
+                f"--python_out={ROOT}",
+                f"--pyi_out={ROOT}",
+                f"--grpc_python_out={ROOT}",
+                str(rel),
+            ]
         )
         if rc:
             return int(rc)
