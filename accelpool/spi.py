@@ -36,6 +36,7 @@ from accelpool.types import (
 )
 
 if TYPE_CHECKING:  # fleets are only loaded when simulating
+    from accelpool.container import ContainerEdits
     from accelpool.sim.fleet import FleetDevice
     from accelpool.sim.state import StateStore
 
@@ -160,6 +161,18 @@ class Backend(abc.ABC):
     def onnx_placement(self, target: Target) -> OnnxPlacement:
         """The onnxruntime providers and options that run a model on ``target``."""
         raise UnsupportedOperation(f"backend {self.name} cannot run ONNX models")
+
+    def container_edits(self, target: Target) -> ContainerEdits:
+        """What a container needs to use ``target``: environment, device nodes, mounts.
+
+        Optional. The default is ``visibility_env([target])`` and no device node; a
+        backend whose devices are reached through device nodes names them here (see
+        :mod:`accelpool.container`; build host paths with :func:`accelpool.container.node`
+        so that they lie under the fleet's folder when simulated).
+        """
+        from accelpool.container import edits_from_env
+
+        return edits_from_env(self.visibility_env([target]))
 
     def inject_fault(self, fault: str, device: DeviceInfo) -> None:
         """Simulators only: make ``device`` misbehave from now on.

@@ -50,9 +50,13 @@ from accelpool_ascend.library import (
     DcmiUnavailable,
 )
 
+#: control nodes every Ascend container needs (Ascend Docker Runtime mounts them)
+SHARED_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+
 if TYPE_CHECKING:
     # Only for annotations: discovery on a host without DCMI must not import these
     # (the driver interface, chip models); the methods that need them import them.
+    from accelpool.container import ContainerEdits
     from accelpool_ascend import models
     from accelpool_ascend.driver import DcmiDriver, SocResource, VdevInfo
     from accelpool_ascend.sim import SimulatedDcmi
@@ -513,6 +517,20 @@ class AscendBackend(DriverBackend["DcmiDriver", _Chip]):
                 RT_VISIBLE: "0",
             }
         return {RT_VISIBLE: ",".join(str(c.logic_id) for c, _ in sorted(resolved, key=_logic))}
+
+    def container_edits(self, target: Target) -> ContainerEdits:
+        """``/dev/davinci<phy id>`` for a chip, ``/dev/davinci<vNPU id>`` for a vNPU (as the
+        Ascend container runtime mounts it), and the managers every NPU container needs."""
+        from accelpool.container import ContainerEdits, node
+
+        env = self.visibility_env([target])
+        chip, v = self._resolve(target)
+        number = v.vdev_id if v is not None else chip.phy_id
+        return ContainerEdits(
+            env=env,
+            device_nodes=(node(self, f"/dev/davinci{number}"),),
+            shared_device_nodes=tuple(node(self, p) for p in SHARED_NODES),
+        )
 
     def onnx_placement(self, target: Target) -> OnnxPlacement:
         """``CANNExecutionProvider`` on the first visible NPU, limited to the target's memory."""

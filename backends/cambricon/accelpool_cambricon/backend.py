@@ -58,6 +58,7 @@ from accelpool_cambricon.library import (
 if TYPE_CHECKING:
     # Only for annotations: discovery on a host without CNDev must not import the
     # driver interface; the methods that need the card models import them.
+    from accelpool.container import ContainerEdits
     from accelpool_cambricon.driver import CndevDriver, MimInstanceInfo, SmluInstanceInfo
     from accelpool_cambricon.sim import SimulatedCndev
 
@@ -663,6 +664,24 @@ class CambriconBackend(DriverBackend["CndevDriver", _Mlu]):
                 "(already destroyed?)"
             )
         return mlu
+
+    def container_edits(self, target: Target) -> ContainerEdits:
+        """``/dev/cambricon_dev<N>`` and its IPC node for an MLU; for a MIM or SMLU
+        instance the nodes the Cambricon runtime mounts for it; ``/dev/cambricon_ctl``."""
+        from accelpool.container import ContainerEdits, node
+
+        env = self.visibility_env([target])
+        if isinstance(target, PartitionInfo):
+            mlu = self._live_instance(target)
+            paths = [p for p in self._node_paths(mlu, target).split(",") if p != "None"]
+        else:
+            mlu = self._mlu(target)
+            paths = [f"/dev/cambricon_dev{mlu.index}", f"/dev/cambricon_ipcm{mlu.index}"]
+        return ContainerEdits(
+            env=env,
+            device_nodes=tuple(node(self, p) for p in paths),
+            shared_device_nodes=(node(self, "/dev/cambricon_ctl"),),
+        )
 
     def onnx_placement(self, target: Target) -> OnnxPlacement:
         raise UnsupportedOperation(NO_ONNX)

@@ -49,6 +49,7 @@ from accelpool_nvidia.errors import HINTS, from_nvml, from_oserror, nvml_errors,
 from accelpool_nvidia.visibility import format_cuda_visible_devices
 
 if TYPE_CHECKING:
+    from accelpool.container import ContainerEdits
     from accelpool_nvidia.journal import CreateJournal
     from accelpool_nvidia.mdev import MdevSysfs
     from accelpool_nvidia.placement import Geometry
@@ -1289,6 +1290,13 @@ class NvidiaBackend(Backend):
                 f"targets name {', '.join(dupes)} more than once; list each device once"
             )
         return {"CUDA_VISIBLE_DEVICES": format_cuda_visible_devices(ids)}
+
+    def container_edits(self, target: Target) -> ContainerEdits:
+        """``/dev/nvidia<minor>`` (and for MIG the two ``nvidia-caps`` nodes), the control
+        nodes shared, and ``CUDA_VISIBLE_DEVICES``."""
+        from accelpool_nvidia.container import nvidia_edits
+
+        return nvidia_edits(self, target)
 
     def onnx_placement(self, target: Target) -> OnnxPlacement:
         self._cuda_id(target)

@@ -1,0 +1,1 @@
+"""Kubernetes DRA driver for every accelpool backend."""
