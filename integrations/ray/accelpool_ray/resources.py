@@ -205,6 +205,10 @@ def as_request(
         raise InvalidRequest(
             f"a request is a resource name, a profile name or a Request, not {request!r}"
         )
+    if request is not None and any(v is not None for v in (profile, model, min_memory_gib)):
+        raise InvalidRequest(
+            f"ask for exactly one of {request!r}, profile=, model= or min_memory_gib=, not several"
+        )
     if request is None and all(v is None for v in (profile, model, min_memory_gib)):
         return None
     if request is not None:
