@@ -110,6 +110,7 @@ def claim(
     device: str | None = None,
     inventory: Inventory | None = None,
     store: ClaimStore | None = None,
+    bound_to_process: bool = False,
 ) -> Claim:
     """Claim ``target`` for the named ``holder``; :class:`InUse` if someone else holds it.
 
@@ -120,6 +121,8 @@ def claim(
     resolved through ``inventory`` (or a fresh :func:`accelpool.discover`) unless
     ``device`` names its device id (equal to ``target`` for a whole device). Claiming a
     target the holder already holds renews the claim (owner and expiry replaced).
+    ``bound_to_process=True`` also ends the claim when this process ends (a Ray
+    worker's lease: killing the actor frees its target for the next opener).
     """
     target_id, device_id, kind = _resolve(target, device, inventory)
     return (store or ClaimStore()).acquire(
@@ -129,6 +132,7 @@ def claim(
         holder=holder,
         owner=_check_owner(owner),
         expires_at=_expiry(expires),
+        bound_to_process=bound_to_process,
     )
 
 

@@ -95,6 +95,8 @@ class Claim:
     A process claim has ``holder is None`` and names its process by ``pid`` and
     ``start_time``; a named claim has a ``holder`` id, an ``owner`` description and
     ``pid == 0``. ``expires_at`` (seconds since the epoch) ends a named claim by itself.
+    A named claim bound to a process (a Ray worker's, say) records that process's
+    ``pid`` and ``start_time`` too, and also ends when the process does.
     """
 
     target: str
@@ -125,7 +127,10 @@ class Claim:
     def holder_alive(self) -> bool:
         """Whether the claim still holds: a live holding process, or an unexpired name."""
         if self.holder is not None:
-            return self.expires_at is None or self.expires_at > time.time()
+            if self.expires_at is not None and self.expires_at <= time.time():
+                return False
+            if self.pid <= 0:
+                return True
         boot = boot_id()
         if self.boot_id is not None and boot is not None and self.boot_id != boot:
             return False  # made before a reboot: whatever runs under that pid now is another
@@ -145,7 +150,7 @@ class Claim:
             "kind": self.kind,
             "holder": self.holder if self.holder is not None else f"pid:{self.pid}",
             "owner": self.owner,
-            "pid": self.pid if self.holder is None else None,
+            "pid": self.pid if self.pid > 0 else None,
             "host": self.host,
             "opened_at": self.opened_at,
             "expires_at": self.expires_at,
@@ -372,16 +377,19 @@ class ClaimStore:
         holder: str | None = None,
         owner: str | None = None,
         expires_at: float | None = None,
+        bound_to_process: bool = False,
     ) -> Claim:
         """Claim ``target``; :class:`InUse` if a live holder has it or a conflicting target.
 
         Without ``holder`` the claim is this process's. With one it is a named, durable
         claim; claiming again what the same holder already holds renews it (new owner
-        text and expiry, same token) instead of failing.
+        text and expiry, same token) instead of failing. ``bound_to_process`` ties a
+        named claim to this process as well: it is stale once the process has ended.
         """
         if holder is not None:
             check_holder(holder)
-        pid = os.getpid() if holder is None else 0
+        process = holder is None or bound_to_process
+        pid = os.getpid() if process else 0
         with self._tx() as con:
             for c in self._conflicts(con, target, device, kind):
                 if holder is not None and c.holder == holder and c.holder_alive():
@@ -402,14 +410,14 @@ class ClaimStore:
                 device=device,
                 kind=kind,
                 pid=pid,
-                start_time=process_start_time(pid) if holder is None else None,
+                start_time=process_start_time(pid) if process else None,
                 host=self.host,
                 opened_at=time.time(),
                 token=uuid.uuid4().hex,
                 holder=holder,
                 owner=owner,
                 expires_at=expires_at,
-                boot_id=boot_id() if holder is None else None,
+                boot_id=boot_id() if process else None,
             )
             con.execute(
                 f"INSERT INTO claims ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

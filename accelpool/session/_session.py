@@ -266,6 +266,7 @@ class Session:
         inventory: Inventory | None,
         clean_env: bool | None = None,
         pass_env: Sequence[str] = (),
+        claim: Claim | None = None,
     ) -> None:
         self.target = target
         #: whether the worker starts with a clean environment (see accelpool.session._env)
@@ -316,6 +317,13 @@ class Session:
         self._runtime: w.Runtime | None = None if isolate else w.Runtime(self._config)
 
         # Claim last: once held, every failure path releases it through the finalizer.
+        if claim is not None:
+            _check_given_claim(claim, target, store)
+            # The caller's claim: held, never released, by this session.
+            self._given_claim: Claim | None = claim
+            self._res.inventory = inventory
+            return
+        self._given_claim = None
         kind: ClaimKind = "partition" if isinstance(target, Partition) else "device"
         device_id = target.device_id if isinstance(target, Partition) else target.id
         claim = store.acquire(target.id, device_id, kind)
@@ -331,6 +339,8 @@ class Session:
     @property
     def claim(self) -> Claim | None:
         """The claim this session holds (``None`` once closed)."""
+        if self._given_claim is not None:
+            return self._given_claim if not self.closed else None
         return self._res.claim
 
     @property
@@ -664,6 +674,26 @@ class Session:
         ]
 
 
+def _check_given_claim(claim: Claim, target: Device | Partition, store: ClaimStore) -> None:
+    """Refuse a ``claim=`` that is not a live claim on ``target`` in ``store``."""
+    if not isinstance(claim, Claim):
+        raise InvalidRequest(
+            f"claim= takes an accelpool Claim (from accelpool.claims.claim), "
+            f"not {type(claim).__name__}"
+        )
+    if claim.target != target.id:
+        raise InvalidRequest(
+            f"claim= is a claim on {claim.target}, not on {target.id}; "
+            "open the session on the claimed target"
+        )
+    held = store.holder(target.id)
+    if held is None or held.token != claim.token:
+        raise InvalidRequest(
+            f"claim= on {target.id} is no longer held (released, expired or its process "
+            "ended); claim the target again"
+        )
+
+
 def open_session(
     target: Device | Partition | str,
     isolate: bool = True,
@@ -674,6 +704,7 @@ def open_session(
     max_models: int = 8,
     clean_env: bool | None = None,
     pass_env: Sequence[str] = (),
+    claim: Claim | None = None,
 ) -> Session:
     """Claim ``target`` and open a session on it (also a context manager).
 
@@ -694,6 +725,11 @@ def open_session(
 
     Raises :class:`~accelpool.InUse` naming the holder's pid when another live session
     holds the target, its device, or one of its partitions.
+
+    ``claim`` opens the session under a claim the caller already holds on ``target``
+    (a named holder's, from :func:`accelpool.claims.claim`) instead of taking one for
+    this process; it must be live and on this target (:class:`InvalidRequest`
+    otherwise), and closing the session leaves it to its holder to release.
     """
     owned: Inventory | None = None
     if isinstance(target, str):
@@ -727,6 +763,7 @@ def open_session(
             inventory=owned,
             clean_env=clean_env,
             pass_env=pass_env,
+            claim=claim,
         )
     except BaseException:
         if owned is not None:

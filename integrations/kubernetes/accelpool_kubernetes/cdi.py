@@ -194,10 +194,9 @@ def host_specs(inv: Any, driver: str) -> dict[str, dict[str, Any]]:
         for dev in inv.devices(status.name):
             if dev.lost:
                 continue
-            try:
+            # not usable whole (a MIG-enabled GPU): its partitions are
+            with contextlib.suppress(AccelPoolError):
                 devices[device_name(dev)] = container_edits(dev)
-            except AccelPoolError:
-                pass  # not usable whole (a MIG-enabled GPU): its partitions are
             pd = physical_device(dev)
             for ld in pd.devices if pd else ():
                 if ld.partition is not None and ld.partition.kind in CONTAINER_KINDS:

@@ -122,8 +122,9 @@ class Node:
                 self._unprepare(rec)
                 rec = None
             if rec is not None and [e["name"] for e in rec["devices"]] != names:
+                held = ", ".join(e["name"] for e in rec["devices"])
                 raise InvalidRequest(
-                    f"claim {uid} is already prepared with {', '.join(e['name'] for e in rec['devices'])}; "
+                    f"claim {uid} is already prepared with {held}; "
                     f"unprepare it first (accelpool k8s unprepare --claim-uid {uid})"
                 )
             if rec is not None and rec["status"] == "prepared" and self.spec_path(uid).exists():

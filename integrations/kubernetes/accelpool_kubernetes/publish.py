@@ -72,7 +72,9 @@ def api_sink(api_client: Any, node: str, driver: str) -> Callable[[list[dict[str
     """Create, replace and delete ResourceSlices through the ``kubernetes`` client."""
     from kubernetes import client as k8s
 
-    api = k8s.ResourceV1Api(api_client)
+    # The client's models type every field as optional; slices listed back from the
+    # API server always carry their metadata, so they are handled untyped here.
+    api: Any = k8s.ResourceV1Api(api_client)
 
     def write(slices: list[dict[str, Any]]) -> None:
         selector = f"spec.nodeName={node},spec.driver={driver}"
@@ -81,7 +83,7 @@ def api_sink(api_client: Any, node: str, driver: str) -> Callable[[list[dict[str
         }
         for body in slices:
             name = body["metadata"]["name"]
-            model = k8s.V1ResourceSlice.from_dict(body)
+            model: Any = k8s.V1ResourceSlice.from_dict(body)
             if name in existing:
                 model.metadata.resource_version = existing.pop(name).metadata.resource_version
                 api.replace_resource_slice(name, model)

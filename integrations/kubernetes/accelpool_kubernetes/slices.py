@@ -67,7 +67,7 @@ def _value(name: str, value: AttributeValue) -> k8s.V1DeviceAttribute | None:
         return None
     low = name.rpartition("/")[2].lower()
     if ("version" in low or "capability" in low) and _SEMVER.match(text):
-        parts = (text.split(".") + ["0", "0"])[:3]
+        parts = [*text.split("."), "0", "0"][:3]
         return k8s.V1DeviceAttribute(version=".".join(parts))
     return k8s.V1DeviceAttribute(string=text)
 
@@ -179,7 +179,7 @@ def pool_slices(
     specs.extend((None, [device_model(ld, None) for ld in chunk]) for chunk in _chunks(plain, 128))
     pool_name = f"{node}/{backend}"
     out = []
-    for i, (counters, devices) in enumerate(specs):
+    for i, (counters, members) in enumerate(specs):
         name = dns_label(f"{node}-{driver}-{backend}-{i}")
         out.append(
             k8s.V1ResourceSlice(
@@ -199,7 +199,7 @@ def pool_slices(
                         name=pool_name, generation=generation, resource_slice_count=len(specs)
                     ),
                     shared_counters=counters,
-                    devices=devices,
+                    devices=members,
                 ),
             )
         )

@@ -1,6 +1,7 @@
 """Regenerate the committed gRPC stubs from the .proto files in this folder.
 
-Run from the repository root: ``uv run python integrations/kubernetes/accelpool_kubernetes/proto/generate.py``
+Run from the repository root:
+``uv run python integrations/kubernetes/accelpool_kubernetes/proto/generate.py``
 (needs grpcio-tools, in the dev group). The stubs are committed so that installing
 accelpool-kubernetes needs no code generator.
 """
