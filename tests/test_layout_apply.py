@@ -118,3 +118,19 @@ def test_bad_layout_file_is_one_line(env: dict[str, str], tmp_path: Path) -> Non
     f.write_text("[[device]]\nselect = 0\n")
     out = run_cli("--sim", "dgx-a100", "layout", "apply", str(f), env=env)
     assert out.code != 0 and "partitions" in out.err and "Traceback" not in out.err
+
+
+def test_plan_is_optimal_and_apply_realises_it(env: dict[str, str], tmp_path: Path) -> None:
+    demand = tmp_path / "demand.toml"
+    demand.write_text('[[workload]]\ncount = 5\nprofile = "3g.20gb"\n\n'
+                      "[[workload]]\ncount = 4\nmemory_gib = 4\ncompute = 0.1\n")
+    out_file = tmp_path / "planned.toml"
+    out = run_cli("--sim", "dgx-a100", "layout", "plan", str(demand), "--out", str(out_file),
+                  "--json", env=env)
+    assert out.code == 0, out.err
+    got = json.loads(out.out)
+    assert got["devices_used"] == 3 and got["gap"] == 0  # 5 x 3g.20gb need 3 A100s
+    assert run_cli("--sim", "dgx-a100", "layout", "apply", str(out_file), env=env).code == 0
+    inv = accelpool.discover(sim="dgx-a100")
+    held = [p.profile for d in inv.devices() for p in d.partitions()]
+    assert held.count("3g.20gb") == 5 and held.count("1g.5gb") == 4

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accelpool.errors import AccelPoolError, InvalidRequest
@@ -164,6 +165,7 @@ def register(sub: Any) -> None:
     p.add_argument("--svg", metavar="FILE", help="also write the picture as an SVG file")
     p.add_argument("--dry-run", action="store_true", help="apply: print the plan only")
     p.add_argument("--json", action="store_true", help="apply/plan: print JSON")
+    p.add_argument("--out", metavar="FILE", help="plan: write the layout file here")
     p.set_defaults(func=cmd_layout)
 
 
@@ -177,7 +179,20 @@ def cmd_apply(args: argparse.Namespace, ctx: CliContext) -> int:
         raise InvalidRequest(f"layout {args.device} needs a layout FILE (see docs/layouts.md)")
     claimed = set(_claims())
     inv = ctx.inventory()
-    do = args.device == "apply" and not args.dry_run
+    if args.device == "plan":
+        from accelpool.layout_plan import propose
+
+        prop = propose(inv, args.file, claimed)
+        if args.out:
+            Path(args.out).write_text(prop.to_toml())
+        if args.json:
+            print(json.dumps(prop.to_json(), indent=2))
+        else:
+            print(prop.to_toml(), end="")
+            print(f"# {prop.devices_used} devices used; solver lower bound "
+                  f"{prop.lower_bound:g}")
+        return 0
+    do = not args.dry_run
     plans = (layout.apply if do else layout.plan)(inv, args.file, claimed)
     changed = any(dp.changes for dp in plans)
     if args.json:
