@@ -191,6 +191,7 @@ class SuitePlugin:
             certify_requested=ctx.certify,
             expectations=exp,
             notes=ctx.notes,
+            narrowed=ctx.narrowed,
         )
         ctx.report = report
         if ctx.owned and not passed(report) and session.exitstatus == 0:
