@@ -93,6 +93,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _full() -> tuple[str, ...]:
+    from accelpool_conformance.context import PROFILES
+
+    return PROFILES["full"]
+
+
 def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
     from accelpool_conformance.context import Tuning
     from accelpool_conformance.report import markdown
@@ -103,6 +109,16 @@ def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
         import os
 
         sim = os.environ.get("ACCELPOOL_SIM") or None
+    if args.certify:
+        from accelpool.errors import InvalidRequest
+        from accelpool_conformance.runner import narrowing
+
+        narrowed = narrowing(args.profile, args.area or _full(), args.keyword)
+        if narrowed:
+            raise InvalidRequest(
+                f"certification needs the full profile, unnarrowed; this run is {narrowed[0]} "
+                "(drop --area/-k/--profile, or drop --certify)"
+            )
     result = run(
         args.backend,
         sim=sim,

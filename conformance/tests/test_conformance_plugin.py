@@ -144,7 +144,6 @@ def test_cli_passes_a_good_backend_and_fails_a_broken_one(tmp_path: Path, site: 
         fleet,
         "--profile",
         "core",
-        "--certify",
         "--report",
         str(tmp_path / "good" / "report.json"),
         env=site.env(),
@@ -152,7 +151,6 @@ def test_cli_passes_a_good_backend_and_fails_a_broken_one(tmp_path: Path, site: 
     )
     assert good.code == 0, good.out + good.err
     assert "# accelpool conformance: toy — PASSED" in good.out
-    assert "certification: certified" in good.out
     for suffix in (".json", ".md", ".xml"):
         assert (tmp_path / "good" / f"report{suffix}").is_file()
 
@@ -175,6 +173,30 @@ def test_cli_passes_a_good_backend_and_fails_a_broken_one(tmp_path: Path, site: 
         "invariant 'no vendor exception escapes the accelpool hierarchy' broken" in t["message"]
         for t in failed
     )
+
+
+def test_certify_refuses_a_narrowed_cli_run() -> None:
+    for narrow in (["--area", "faults"], ["--profile", "core"], ["-k", "telemetry"]):
+        result = run_cli(
+            "--sim", "dgx-a100", "conformance", "--backend", "nvidia", *narrow, "--certify"
+        )
+        assert result.code != 0
+        (line,) = result.err.strip().splitlines()
+        assert "certification needs the full profile" in line and "drop --certify" in line
+
+
+def test_pytest_certify_refuses_k_and_counts_under_xdist(tmp_path: Path, site: PluginSite) -> None:
+    report = tmp_path / "r.json"
+    args = ["-n", "2", "-q", "--pyargs", "accelpool_conformance.suite"]
+    args += ["--accelpool-backend", "toy", "--accelpool-sim", str(tmp_path / "fleet.toml")]
+    args += ["-k", "discovery", "--accelpool-certify", "--accelpool-report", str(report)]
+    out = _pytest(args, tmp_path, env=site.env())
+    assert out.returncode == 1, out.stdout[-2000:]
+    doc = json.loads(report.read_text())
+    # xdist is switched off inside a suite run: the report counts what ran.
+    assert doc["summary"]["pass"] > 0 and doc["summary"]["total"] == len(doc["tests"])
+    assert "bringing up nodes" not in out.stdout
+    assert any("narrowed by -k 'discovery'" in r for r in doc["certification"]["reasons"])
 
 
 def test_cli_usage_errors_are_one_line(tmp_path: Path) -> None:
