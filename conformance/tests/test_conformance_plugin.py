@@ -204,3 +204,15 @@ def test_cli_usage_errors_are_one_line(tmp_path: Path) -> None:
         result = run_cli("conformance", "--backend", "x", *bad)
         assert result.code == 2
         assert len(result.err.strip().splitlines()) == 1
+
+
+def test_plugin_form_runs_from_the_repository_root(tmp_path: Path) -> None:
+    # The root conftest.py must not move the state directory the worker processes see.
+    root = Path(__file__).resolve().parents[2]
+    args = ["-q", "-n", "0", "--pyargs", "accelpool_conformance.suite"]
+    args += ["--accelpool-backend", "ascend", "--accelpool-sim", "atlas-300i-310p"]
+    args += ["-k", "process", "--accelpool-report", str(tmp_path / "r.json")]
+    out = _pytest(args, root)
+    assert out.returncode == 0, out.stdout[-3000:]
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["summary"]["fail"] == 0 and doc["summary"]["pass"] >= 3
