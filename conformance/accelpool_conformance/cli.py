@@ -93,6 +93,10 @@ def _positive(text: str) -> int:
     return value
 
 
+def _line(text: str) -> None:
+    print(text, flush=True)
+
+
 def _full() -> tuple[str, ...]:
     from accelpool_conformance.context import PROFILES
 
@@ -129,9 +133,10 @@ def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
         report=args.report,
         state_dir=args.state_dir,
         keyword=args.keyword,
-        quiet=args.json,
+        quiet=args.json or (not args.verbose and not sys.stdout.isatty()),
         pytest_args=["-v", "--tb=short"] if args.verbose and not args.json else [],
         tuning=Tuning(max_examples=args.max_examples) if args.max_examples else None,
+        progress=None if args.json or sys.stdout.isatty() else _line,
     )
     if args.json:
         import json

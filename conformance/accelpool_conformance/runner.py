@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,7 @@ def run(
     tuning: Tuning | None = None,
     quiet: bool = True,
     pytest_args: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run the conformance suite against one backend and return its report.
 
@@ -188,6 +189,7 @@ def run(
         junit_path=jx,
         only_areas=chosen,
         narrowed=narrowing(profile, chosen, keyword),
+        progress=progress,
     )
     args = [
         *area_files(chosen),

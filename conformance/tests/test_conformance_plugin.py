@@ -216,3 +216,11 @@ def test_plugin_form_runs_from_the_repository_root(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:]
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["summary"]["fail"] == 0 and doc["summary"]["pass"] >= 3
+
+
+def test_cli_prints_a_line_per_area_off_a_terminal() -> None:
+    out = run_cli("--sim", "dgx-a100", "conformance", "--backend", "nvidia", "--profile", "core")
+    assert out.code == 0, out.out + out.err
+    lines = out.out.splitlines()
+    assert lines[0].startswith("conformance nvidia: discovery done (") and "0 fail" in lines[0]
+    assert lines[1].startswith("conformance nvidia: errors done (")
