@@ -231,5 +231,8 @@ class SuitePlugin:
         terminalreporter.write_sep(
             "-",
             f"accelpool conformance {self.ctx.backend_name}: "
-            + ", ".join(f"{s[k]} {k}" for k in ("pass", "fail", "unsupported", "skip", "xfail")),
+            + ", ".join(f"{s[k]} {k}" for k in ("pass", "fail", "unsupported", "skip", "xfail"))
+            # pytest counts unsupported and skip together as skipped
+            + f" (pytest: {s['pass']} passed, {s['fail']} failed, "
+            + f"{s['unsupported'] + s['skip']} skipped, {s['xfail']} xfailed)",
         )
