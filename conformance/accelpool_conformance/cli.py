@@ -93,6 +93,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _line(text: str) -> None:
+    print(text, flush=True)
+
+
+def _full() -> tuple[str, ...]:
+    from accelpool_conformance.context import PROFILES
+
+    return PROFILES["full"]
+
+
 def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
     from accelpool_conformance.context import Tuning
     from accelpool_conformance.report import markdown
@@ -103,6 +113,16 @@ def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
         import os
 
         sim = os.environ.get("ACCELPOOL_SIM") or None
+    if args.certify:
+        from accelpool.errors import InvalidRequest
+        from accelpool_conformance.runner import narrowing
+
+        narrowed = narrowing(args.profile, args.area or _full(), args.keyword)
+        if narrowed:
+            raise InvalidRequest(
+                f"certification needs the full profile, unnarrowed; this run is {narrowed[0]} "
+                "(drop --area/-k/--profile, or drop --certify)"
+            )
     result = run(
         args.backend,
         sim=sim,
@@ -113,9 +133,10 @@ def cmd_conformance(args: argparse.Namespace, ctx: Any) -> int:
         report=args.report,
         state_dir=args.state_dir,
         keyword=args.keyword,
-        quiet=args.json,
+        quiet=args.json or (not args.verbose and not sys.stdout.isatty()),
         pytest_args=["-v", "--tb=short"] if args.verbose and not args.json else [],
         tuning=Tuning(max_examples=args.max_examples) if args.max_examples else None,
+        progress=None if args.json or sys.stdout.isatty() else _line,
     )
     if args.json:
         import json

@@ -90,6 +90,10 @@ class SuiteContext:
     # filled as checks run
     results: list[TestResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: called with one line as each area finishes (None: silent)
+    progress: Callable[[str], None] | None = None
+    #: why this run is narrower than the full suite (refuses certification)
+    narrowed: list[str] = field(default_factory=list)
     report: dict[str, Any] | None = None
     #: the pytest plugin built this context from its options, so it also closes it
     owned: bool = False

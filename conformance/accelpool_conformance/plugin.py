@@ -68,6 +68,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(specname="pytest_configure", tryfirst=True)
+def pytest_configure_xdist_off(config: pytest.Config) -> None:
+    """A suite run stays in one process: the checks share one backend, one fleet and
+    one report, so ``-n N`` (or an ``addopts`` one) is switched off, not split."""
+    if not config.getoption("accelpool_backend", None):
+        return
+    if getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+        config.option.tx = []
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     ctx = config.stash.get(CONTEXT_KEY, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,32 @@ def _paths(
     return rp, md, jx
 
 
+def narrowing(profile: str, areas: Sequence[str], keyword: str | None) -> list[str]:
+    """Why a run is narrower than the full suite (empty when it is the full suite)."""
+    why = []
+    if profile != "full":
+        why.append(f"narrowed to the {profile!r} profile")
+    missing = [a for a in PROFILES["full"] if a not in areas]
+    if missing and profile == "full":
+        why.append(f"narrowed to areas {', '.join(areas) or 'none'}")
+    if keyword:
+        why.append(f"narrowed by -k {keyword!r}")
+    return why
+
+
+def plugin_narrowing(config: pytest.Config) -> list[str]:
+    """Why a pytest-plugin run is narrower than the full suite."""
+    why = narrowing(
+        config.getoption("accelpool_profile"), PROFILES["full"], config.getoption("keyword", "")
+    )
+    markexpr = config.getoption("markexpr", "")
+    if markexpr:
+        why.append(f"narrowed by -m {markexpr!r}")
+    if config.getoption("deselect", None):
+        why.append("narrowed by --deselect")
+    return why
+
+
 def context_from_options(config: pytest.Config) -> SuiteContext:
     """A context for ``pytest --accelpool-backend NAME ...`` (plugin-owned, closed at exit)."""
     exp = config.getoption("accelpool_expectations")
@@ -94,6 +120,8 @@ def context_from_options(config: pytest.Config) -> SuiteContext:
         markdown_path=md,
         owned=True,
     )
+    if ctx.certify:
+        ctx.narrowed = plugin_narrowing(config)
     isolate_state(ctx, config.getoption("accelpool_state_dir"))
     try:
         ctx.open()
@@ -120,6 +148,7 @@ def run(
     tuning: Tuning | None = None,
     quiet: bool = True,
     pytest_args: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run the conformance suite against one backend and return its report.
 
@@ -159,6 +188,8 @@ def run(
         markdown_path=md,
         junit_path=jx,
         only_areas=chosen,
+        narrowed=narrowing(profile, chosen, keyword),
+        progress=progress,
     )
     args = [
         *area_files(chosen),

@@ -120,9 +120,22 @@ class SuitePlugin:
         phases[call.when] = (report, call.excinfo)
         if call.when == "teardown":
             result = self._result(item, phases)
+            prev = self.ctx.results[-1].area if self.ctx.results else None
+            if prev is not None and prev != result.area:
+                self._area_done(prev)
             self.ctx.results.append(result)
             report.user_properties.append(("accelpool_status", result.status))
         return report
+
+    def _area_done(self, area: str) -> None:
+        """One progress line for a finished area (the CLI asks for it off a terminal)."""
+        if self.ctx.progress is None:
+            return
+        mine = [r.status for r in self.ctx.results if r.area == area]
+        counts = ", ".join(
+            f"{mine.count(k)} {k}" for k in ("pass", "fail", "unsupported", "skip", "xfail")
+        )
+        self.ctx.progress(f"conformance {self.ctx.backend_name}: {area} done ({counts})")
 
     def _result(self, item: pytest.Item, phases: dict[str, Any]) -> TestResult:
         caps = required(item)
@@ -182,6 +195,8 @@ class SuitePlugin:
     # -- reports -------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         ctx = self.ctx
+        if ctx.results:
+            self._area_done(ctx.results[-1].area)
         exp = None
         if ctx.expectations is not None:
             exp = {"file": ctx.expectations.source, "unmatched": ctx.expectations.unmatched()}
@@ -191,6 +206,7 @@ class SuitePlugin:
             certify_requested=ctx.certify,
             expectations=exp,
             notes=ctx.notes,
+            narrowed=ctx.narrowed,
         )
         ctx.report = report
         if ctx.owned and not passed(report) and session.exitstatus == 0:
@@ -215,5 +231,8 @@ class SuitePlugin:
         terminalreporter.write_sep(
             "-",
             f"accelpool conformance {self.ctx.backend_name}: "
-            + ", ".join(f"{s[k]} {k}" for k in ("pass", "fail", "unsupported", "skip", "xfail")),
+            + ", ".join(f"{s[k]} {k}" for k in ("pass", "fail", "unsupported", "skip", "xfail"))
+            # pytest counts unsupported and skip together as skipped
+            + f" (pytest: {s['pass']} passed, {s['fail']} failed, "
+            + f"{s['unsupported'] + s['skip']} skipped, {s['xfail']} xfailed)",
         )

@@ -31,10 +31,13 @@ def test_capabilities_decide_unsupported_and_skip(tmp_path: Path) -> None:
     assert onnx["status"] == "skip"
     assert onnx["message"] == "capability not declared: session.onnx"
     assert onnx["requires"] == ["session.onnx"]
-    # Neither counts against certification: only supported capabilities are certified.
-    assert result.exit_code == 0
+    # Neither counts against certification: only supported capabilities are certified;
+    # what refuses it is the narrowed run (two areas), and the report says so.
     cert = result.report["certification"]
-    assert cert["certified"] is True
+    assert cert["certified"] is False and result.exit_code == 1
+    assert cert["reasons"] == [
+        "certification needs the full suite: run narrowed to areas discovery, sessions"
+    ]
     assert cert["undeclared"] == ["session.onnx", "visibility"]
 
 
