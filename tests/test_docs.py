@@ -20,6 +20,7 @@ statement or argument, ``<NAME>``) in a block that runs fails the page, naming t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -162,7 +163,7 @@ def placeholders(block: Block) -> list[str]:
                 depth.append(tok.string)
             elif tok.type == tokenize.OP and tok.string in ")]}" and depth:
                 depth.pop()
-            elif tok.type == tokenize.OP and tok.string == "..." and (not depth or depth[-1] != "["):
+            elif tok.type == tokenize.OP and tok.string == "..." and depth[-1:] != ["["]:
                 found.append(f"{_where(block.page, n)}: `...` stands in for code")
             elif tok.type == tokenize.STRING and ("…" in tok.string or _ANGLE.search(tok.string)):
                 found.append(f"{_where(block.page, n)}: placeholder in {tok.string}")
@@ -174,7 +175,8 @@ def placeholders(block: Block) -> list[str]:
             continue
         for word in words:
             if "…" in word or word == "..." or _ANGLE.search(word):
-                found.append(f"{_where(block.page, cmd.line)}: placeholder {word!r} in `{cmd.text}`")
+                where = _where(block.page, cmd.line)
+                found.append(f"{where}: placeholder {word!r} in `{cmd.text}`")
     return found
 
 
@@ -209,8 +211,10 @@ def page_env(state: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("ACCELPOOL_") and not k.endswith("_VISIBLE_DEVICES")
-        and not k.startswith("PYTEST_") and k != "PYTHONPATH"
+        if not k.startswith("ACCELPOOL_")
+        and not k.endswith("_VISIBLE_DEVICES")
+        and not k.startswith("PYTEST_")
+        and k != "PYTHONPATH"
     }
     env["ACCELPOOL_STATE_DIR"] = str(state)
     bindir = str(Path(sys.executable).parent)  # the project's accelpool and python first
@@ -254,12 +258,18 @@ class PageRun:
         """Run a python block in the page's interpreter; the failure, or None."""
         if self._proc is None:
             read, write = os.pipe()
-            self._proc = subprocess.Popen(
-                [sys.executable, "-c", _DRIVER, str(write)],
-                cwd=self.folder, env=self.env, stdin=subprocess.PIPE,
-                stdout=self.log.open("w"), stderr=subprocess.STDOUT, text=True,
-                pass_fds=(write,), start_new_session=True,
-            )
+            with self.log.open("w") as log:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-c", _DRIVER, str(write)],
+                    cwd=self.folder,
+                    env=self.env,
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    pass_fds=(write,),
+                    start_new_session=True,
+                )
             os.close(write)
             self._results = read
         assert self._proc.stdin is not None and self._results is not None
@@ -281,8 +291,13 @@ class PageRun:
         """Run a CLI example; the failure, or None."""
         text = re.sub(r"(^|\s)uv\s+run\s+accelpool(?=\s|$)", r"\1accelpool", cmd.text)
         proc = subprocess.Popen(
-            ["bash", "-c", text], cwd=self.folder, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            ["bash", "-c", text],
+            cwd=self.folder,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         try:
             out, err = proc.communicate(timeout=self.remaining())
@@ -333,16 +348,12 @@ class PageRun:
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
-@pytest.mark.parametrize(
-    "page", pages(), ids=lambda p: str(p.relative_to(ROOT))
-)
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_runs(page: Path, tmp_path: Path, record_property: pytest.RecordProperty) -> None:
     blocks, problems = parse(page)
     runnable = [b for b in blocks if b.skip is None]
