@@ -9,9 +9,9 @@ in a fresh temporary folder that holds ``model.onnx`` (input ``x``, float32
   the names an earlier one made (as a reader pasting them into one session would);
 - in ```console, ```sh and unlabelled blocks, each line ``$ accelpool ...`` (or
   ``$ uv run accelpool ...``; in ```sh blocks also without the ``$``) runs as a shell
-  command. When the output the doc shows under it begins ``accelpool: `` (an error
-  line) the command must exit 1 or 2, and with the error class the doc names;
-  otherwise it must exit 0.
+  command, and ``$ export NAME=VALUE ...`` sets variables for the page's later ones.
+  When the output the doc shows under a command begins ``accelpool: `` (an error
+  line) it must exit 1 or 2, with the error class the doc names; otherwise 0.
 
 ``<!-- docs-test: skip REASON -->`` on the line before a block skips it (the reason is
 required and is reported in pytest's summary). A placeholder (``…``, ``...`` as a
@@ -49,6 +49,7 @@ PROMPT_KINDS = {"console", "shell-session", ""}  # only `$ ` lines are commands
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")
 _MARKER = re.compile(r"<!--\s*docs-test:\s*skip\b(?P<reason>.*?)-->")
 _COMMAND = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*(?:uv\s+run\s+)?accelpool(?:\s|$)")
+_EXPORT = re.compile(r"^export\s+(?:[A-Za-z_][A-Za-z0-9_]*=\S*(?:\s+|$))+$")
 _ANGLE = re.compile(r"<[A-Za-z][\w .-]*>")
 _ERROR_CLASS = re.compile(r"^accelpool: ([A-Z]\w*):")
 
@@ -139,7 +140,8 @@ def commands(block: Block) -> list[Command]:
             joined = text[:-1].strip()
             continue
         if prompt or (block.kind in SHELL_KINDS and text and not text.startswith("#")):
-            current = Command(n, text) if _COMMAND.match(text) else None
+            runs = _COMMAND.match(text) or _EXPORT.match(text)
+            current = Command(n, text) if runs else None
             if current:
                 found.append(current)
         elif current is not None:
@@ -288,7 +290,12 @@ class PageRun:
         return None
 
     def command(self, page: Path, cmd: Command) -> str | None:
-        """Run a CLI example; the failure, or None."""
+        """Run a CLI example (an ``export`` sets variables for the page's later ones)."""
+        if _EXPORT.match(cmd.text):
+            for word in shlex.split(cmd.text, comments=True)[1:]:
+                name, _, value = word.partition("=")
+                self.env[name] = os.path.expandvars(value)
+            return None
         text = re.sub(r"(^|\s)uv\s+run\s+accelpool(?=\s|$)", r"\1accelpool", cmd.text)
         proc = subprocess.Popen(
             ["bash", "-c", text],
