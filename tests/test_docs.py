@@ -11,7 +11,8 @@ in a fresh temporary folder that holds ``model.onnx`` (input ``x``, float32
   ``$ uv run accelpool ...``; in ```sh blocks also without the ``$``) runs as a shell
   command, and ``$ export NAME=VALUE ...`` sets variables for the page's later ones.
   When the output the doc shows under a command begins ``accelpool: `` (an error
-  line) it must exit 1 or 2, with the error class the doc names; otherwise 0.
+  line) it must exit 1 or 2 (2 for ``accelpool: error:``, a usage error), with the
+  error class the doc names; otherwise 0.
 
 ``<!-- docs-test: skip REASON -->`` on the line before a block skips it (the reason is
 required and is reported in pytest's summary). A placeholder (``…``, ``...`` as a
@@ -320,6 +321,12 @@ class PageRun:
                 return (
                     f"{_where(page, cmd.line)}: `{cmd.text}` exited {proc.returncode}, but the "
                     f"doc shows an error (exit 1 or 2): {cmd.output[0]}{shown}"
+                )
+            usage = cmd.output[0].startswith("accelpool: error:")
+            if usage and proc.returncode != 2:
+                return (
+                    f"{_where(page, cmd.line)}: `{cmd.text}` exited {proc.returncode}, but the "
+                    f"doc shows a usage error (exit 2): {cmd.output[0]}{shown}"
                 )
             cls = _ERROR_CLASS.match(cmd.output[0])
             if cls and f"accelpool: {cls.group(1)}" not in err:
