@@ -247,9 +247,9 @@ for request in sys.stdin:
 class PageRun:
     """Runs one page's blocks in order, in ``folder``, within :data:`PAGE_BUDGET_S`."""
 
-    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+    def __init__(self, folder: Path, env: dict[str, str], budget: float = PAGE_BUDGET_S) -> None:
         self.folder, self.env = folder, env
-        self.deadline = time.monotonic() + PAGE_BUDGET_S
+        self.deadline = time.monotonic() + budget
         self.log = folder / ".python-output.log"
         self._proc: subprocess.Popen[str] | None = None
         self._results: int | None = None
@@ -279,16 +279,29 @@ class PageRun:
         request = {"file": str(block.page), "line": block.line, "code": "\n".join(block.lines)}
         self._proc.stdin.write(json.dumps(request) + "\n")
         self._proc.stdin.flush()
-        ready, _, _ = select.select([self._results], [], [], self.remaining())
-        reply = os.read(self._results, 1 << 20).decode() if ready else ""
-        if not reply:
+        reply, why = self._reply()
+        if why:
             self.close()
-            why = "ran past the page's time budget" if not ready else "its interpreter died"
             return f"{_where(block.page, block.line)}: python block {why}\n{self._tail()}"
-        error = json.loads(reply.splitlines()[0])["error"]
+        error = json.loads(reply)["error"]
         if error:
             return f"{_where(block.page, block.line)}: python block failed:\n{error}{self._tail()}"
         return None
+
+    def _reply(self) -> tuple[str, str | None]:
+        """The driver's one-line answer, or why none came."""
+        assert self._results is not None
+        data = b""
+        while not data.endswith(b"\n"):
+            left = max(0.0, self.deadline - time.monotonic())
+            ready, _, _ = select.select([self._results], [], [], left)
+            if not ready:
+                return "", "ran past the page's time budget"
+            chunk = os.read(self._results, 1 << 16)
+            if not chunk:
+                return "", "ended its interpreter (or it died)"
+            data += chunk
+        return data.decode(), None
 
     def command(self, page: Path, cmd: Command) -> str | None:
         """Run a CLI example (an ``export`` sets variables for the page's later ones)."""
@@ -382,6 +395,13 @@ def test_page_runs(page: Path, tmp_path: Path, record_property: pytest.RecordPro
     state.mkdir(mode=0o700)
     write_fixtures(folder)
     run = PageRun(folder, page_env(state))
+    failure, ended = run_page(run, runnable)
+    assert failure is None, failure
+    assert ended is None, ended
+
+
+def run_page(run: PageRun, runnable: list[Block]) -> tuple[str | None, str | None]:
+    """Run the blocks in order until one fails: (the failure, a problem closing)."""
     failure: str | None = None
     try:
         for b in runnable:
@@ -389,15 +409,14 @@ def test_page_runs(page: Path, tmp_path: Path, record_property: pytest.RecordPro
                 failure = run.python(b)
             else:
                 for cmd in commands(b):
-                    failure = run.command(page, cmd)
+                    failure = run.command(b.page, cmd)
                     if failure:
                         break
             if failure:
                 break
     finally:
         ended = run.close()
-    assert failure is None, failure
-    assert ended is None, ended
+    return failure, ended
 
 
 # -- the harness itself ---------------------------------------------------------------------
@@ -428,6 +447,46 @@ def test_markers_placeholders_and_expected_exits(tmp_path: Path) -> None:
     found = placeholders(blocks[3])
     assert len(found) == 2 and "`...`" in found[0] and "MIG-…" in found[1]
     assert found[0].startswith("page.md:19:") and found[1].startswith("page.md:21:")
+
+
+def _run_doc(tmp_path: Path, text: str, budget: float = PAGE_BUDGET_S) -> str | None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    doc = tmp_path / "page.md"
+    doc.write_text(text)
+    folder, state = tmp_path / "cwd", tmp_path / "state"
+    folder.mkdir()
+    state.mkdir(mode=0o700)
+    write_fixtures(folder)
+    blocks, _ = parse(doc)
+    failure, ended = run_page(PageRun(folder, page_env(state), budget), blocks)
+    assert ended is None
+    return failure
+
+
+def test_blocks_share_names_and_failures_name_their_line(tmp_path: Path) -> None:
+    ok = "```python\nimport numpy as np\nx = np.load('x.npy')\n```\n"
+    ok += "```python\nassert x.shape == (1, 3, 224, 224)\n```\n"
+    ok += "```console\n$ accelpool --sim dgx-a100 profiles nvidia:0\n"
+    ok += "$ accelpool --sim dgx-a100 profiles nvidia:9\naccelpool: NotFound: no device\n```\n"
+    assert _run_doc(tmp_path / "ok", ok) is None
+
+    failure = _run_doc(tmp_path / "py", "text\n```python\nx = 1\nraise KeyError(x)\n```\n")
+    assert failure is not None and failure.startswith("page.md:3: python block failed")
+    assert "line 4" in failure and "KeyError: 1" in failure
+
+    bad = "```console\n$ accelpool profiles\naccelpool: NotFound: x\n```\n"
+    failure = _run_doc(tmp_path / "cls", bad)
+    assert failure is not None and "not with the NotFound" in failure
+    bad = "```sh\naccelpool --sim dgx-a100 profiles nvidia:9\n```\n"
+    failure = _run_doc(tmp_path / "rc", bad)
+    assert failure is not None and "exited 1" in failure and "NotFound" in failure
+
+
+def test_a_command_that_never_ends_fails_in_budget(tmp_path: Path) -> None:
+    start = time.monotonic()
+    failure = _run_doc(tmp_path, "```sh\naccelpool --sim dgx-a100 ls --watch 1\n```\n", 3)
+    assert failure is not None and "needs a skip marker" in failure
+    assert time.monotonic() - start < 10
 
 
 def test_every_page_is_collected() -> None:
