@@ -13,19 +13,24 @@ Device strings: ``"CPU"`` (or ``"CPU:N"``) is the N-th target whose placement pu
 ``CPUExecutionProvider`` first, ``"CUDA"``/``"CUDA:N"`` the N-th whose placement puts
 ``CUDAExecutionProvider`` first (devices, then partitions, in inventory order), unless
 :meth:`AccelPoolBackend.using` pins them; any other string is an accelpool target id
-(``"nvidia:MIG-…"``, ``"opencl:0"``). Each target gets one session per backend class,
-opened on first use and kept (with its claim) until :meth:`AccelPoolBackend.close` or
-the end of the process: ONNX's test suite prepares thousands of models, and a session
-(claim, worker) per model would cost more than the models. Sessions are in-process by
-default (``isolate=False``), for the same reason; ``using(isolate=True)`` changes that.
+(``"nvidia:MIG-…"``, ``"opencl:0"``). The prepared models of one class on one target
+share one session (one claim, one worker): it opens with the first :meth:`prepare` and
+closes, releasing its claim, when the last of its prepared models is closed or
+garbage-collected; a :meth:`prepare` that fails leaves no claim behind.
+``using(keep_sessions=True)`` keeps each session (and its claim) until
+:meth:`AccelPoolBackend.close` or the end of the process instead, for runners such as
+ONNX's test suite that prepare thousands of models one after another. Sessions are
+in-process by default (``isolate=False``); ``using(isolate=True)`` changes that.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import threading
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from onnx import ModelProto, NodeProto, helper
@@ -44,15 +49,43 @@ _DEVICE_TYPES = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider"}
 
 
 class AccelPoolBackendRep(BackendRep):
-    """A model prepared in an accelpool session; :meth:`run` it on inputs."""
+    """A model prepared in an accelpool session; :meth:`run` it on inputs.
 
-    def __init__(self, session: Session, model: LoadedModel) -> None:
+    It holds its share of the session: :meth:`close` it (or use it as a context
+    manager, or drop it) and the session's claim goes with the last share.
+    """
+
+    def __init__(
+        self, session: Session, model: LoadedModel, release: Callable[[], None] | None = None
+    ) -> None:
         self.session = session
         self.model = model
+        # Called once: by close(), or when the rep is garbage-collected, or at exit.
+        self._release = weakref.finalize(self, release) if release is not None else None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Give back this model's share of the session (idempotent)."""
+        self._closed = True
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> AccelPoolBackendRep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Outputs in the model's order; ``inputs`` a list (by position), a dict, or one array."""
         import numpy as np
+
+        if self._closed:
+            raise InvalidRequest("this prepared model was closed; prepare it again to run it")
 
         names = self.model.inputs
         if isinstance(inputs, Mapping):
@@ -84,8 +117,12 @@ class AccelPoolBackend(Backend):
     allow_fallback: ClassVar[bool] = False
     #: where device strings are resolved (default: one discover() for the process)
     inventory: ClassVar[Inventory | None] = None
+    #: keep each session (and its claim) until close() even when no prepared model uses it
+    keep_sessions: ClassVar[bool] = False
 
     _sessions: ClassVar[dict[str, Session]] = {}
+    _shares: ClassVar[dict[str, int]] = {}  # target id -> live prepared models
+    _pinned: ClassVar[set[str]] = set()  # target ids whose session was asked for by session()
     _lock: ClassVar[threading.RLock] = threading.RLock()
     _own_inventory: ClassVar[Inventory | None] = None
 
@@ -99,11 +136,12 @@ class AccelPoolBackend(Backend):
         allow_fallback: bool = False,
         inventory: Inventory | None = None,
         targets: Mapping[str, Any] | None = None,
+        keep_sessions: bool = False,
     ) -> type[AccelPoolBackend]:
         """A backend class bound to these targets and settings (pass it to ``BackendTest``).
 
         ``cpu``/``cuda`` pin what ``"CPU"``/``"CUDA"`` mean; ``targets`` maps any other
-        device strings.
+        device strings; ``keep_sessions`` keeps sessions and claims until :meth:`close`.
         """
         pinned: dict[str, Any] = dict(targets or {})
         if cpu is not None:
@@ -115,7 +153,10 @@ class AccelPoolBackend(Backend):
             "isolate": isolate,
             "allow_fallback": allow_fallback,
             "inventory": inventory,
+            "keep_sessions": keep_sessions,
             "_sessions": {},
+            "_shares": {},
+            "_pinned": set(),
             "_lock": threading.RLock(),
             "_own_inventory": None,
         }
@@ -178,16 +219,50 @@ class AccelPoolBackend(Backend):
 
     @classmethod
     def session(cls, device: str = "CPU") -> Session:
-        """This class's session on ``device``'s target (opened, and claimed, on first use)."""
-        from accelpool.session import open_session
+        """This class's session on ``device``'s target, opened (and claimed) on first use.
 
+        A session asked for here stays open until :meth:`close`.
+        """
         target = cls.target(device)
         with cls._lock:
-            s = cls._sessions.get(target.id)
-            if s is None or s.closed:
-                s = open_session(target, isolate=cls.isolate, allow_fallback=cls.allow_fallback)
-                cls._sessions[target.id] = s
-            return s
+            session = cls._open(target)
+            cls._pinned.add(target.id)
+            return session
+
+    @classmethod
+    def _open(cls, target: Device | Partition) -> Session:
+        from accelpool.session import open_session
+
+        s = cls._sessions.get(target.id)
+        if s is None or s.closed:
+            s = open_session(target, isolate=cls.isolate, allow_fallback=cls.allow_fallback)
+            cls._sessions[target.id] = s
+            cls._shares[target.id] = 0
+            cls._pinned.discard(target.id)
+        return s
+
+    @classmethod
+    def _share(cls, device: str) -> tuple[str, Session]:
+        """Open (or reuse) the session on ``device``'s target and count one more user."""
+        target = cls.target(device)
+        with cls._lock:
+            session = cls._open(target)
+            cls._shares[target.id] = cls._shares.get(target.id, 0) + 1
+            return target.id, session
+
+    @classmethod
+    def _unshare(cls, key: str, session: Session, failed: bool = False) -> None:
+        """One user fewer; the last one closes the session (and releases its claim)."""
+        with cls._lock:
+            if cls._sessions.get(key) is not session:
+                return  # already closed by close(), or replaced
+            left = cls._shares.get(key, 1) - 1
+            cls._shares[key] = left
+            if left > 0 or key in cls._pinned or (cls.keep_sessions and not failed):
+                return
+            del cls._sessions[key]
+            cls._shares.pop(key, None)
+        session.close()
 
     @classmethod
     def close(cls) -> None:
@@ -195,6 +270,8 @@ class AccelPoolBackend(Backend):
         with cls._lock:
             sessions = list(cls._sessions.values())
             cls._sessions.clear()
+            cls._shares.clear()
+            cls._pinned.clear()
             for s in sessions:
                 s.close()
             if cls._own_inventory is not None:
@@ -223,19 +300,28 @@ class AccelPoolBackend(Backend):
     ) -> AccelPoolBackendRep:
         """Check ``model`` (as ONNX's base backend does) and load it on ``device``'s target.
 
+        The rep shares the class's session on the target (opened and claimed now if
+        none is open); closing or dropping the last rep of a session closes it. When
+        loading fails, the claim taken for it is released before the error is raised.
         ``kwargs`` are accepted for API compatibility and ignored: the target's backend
         decides providers and threads.
         """
         if isinstance(model, ModelProto):
             super().prepare(model, device, **kwargs)  # onnx.checker.check_model
-        session = cls.session(device)
-        return AccelPoolBackendRep(session, session.load(model))
+        key, session = cls._share(device)
+        try:
+            loaded = session.load(model)
+        except BaseException:
+            cls._unshare(key, session, failed=True)
+            raise
+        return AccelPoolBackendRep(session, loaded, functools.partial(cls._unshare, key, session))
 
     @classmethod
     def run_model(
         cls, model: ModelProto | bytes | str, inputs: Any, device: str = "CPU", **kwargs: Any
     ) -> tuple[Any, ...]:
-        return cls.prepare(model, device, **kwargs).run(inputs)
+        with cls.prepare(model, device, **kwargs) as rep:
+            return rep.run(inputs)
 
     @classmethod
     def run_node(
@@ -294,7 +380,8 @@ class AccelPoolBackend(Backend):
                         f"cannot tell the type of output {n!r} of {node.op_type}; pass outputs_info"
                     )
                 model.graph.output.append(info)
-        return cls.prepare(model, device).run(arrays)
+        with cls.prepare(model, device) as rep:
+            return rep.run(arrays)
 
 
 def _close_all() -> None:

@@ -72,7 +72,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["ACCELPOOL_STATE_DIR"] = tmp
         inv = toy_inventory(1)
-        ours = AccelPoolBackend.using(cpu=inv.device("toy:0"), isolate=args.isolate)
+        ours = AccelPoolBackend.using(
+            cpu=inv.device("toy:0"), isolate=args.isolate, keep_sessions=True
+        )
         patterns = _exclusions().patterns()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

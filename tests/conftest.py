@@ -34,3 +34,20 @@ from accelpool.testing import ToyBackend as B
 @pytest.fixture
 def toy_plugin() -> str:
     return TOY_PLUGIN
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the docs blocks tests/test_docs.py skipped, each with its marker's reason."""
+    reasons = sorted(
+        {
+            value
+            for key in ("passed", "failed")
+            for report in terminalreporter.stats.get(key, [])
+            for name, value in getattr(report, "user_properties", ())
+            if name == "docs-skip"
+        }
+    )
+    if reasons:
+        terminalreporter.section("docs blocks skipped (docs-test: skip)")
+        for reason in reasons:
+            terminalreporter.line(reason)

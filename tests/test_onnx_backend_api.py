@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import numpy as np
@@ -57,15 +58,83 @@ def test_it_is_an_onnx_backend_and_runs_models(backend: type[AccelPoolBackend]) 
         rep.run([a])
 
 
+def _claimed() -> list[str]:
+    return sorted(c.target for c in ClaimStore().claims())
+
+
 def test_one_session_per_target_claimed_until_close(backend: type[AccelPoolBackend]) -> None:
-    backend.prepare(_add_mul(), "CPU")
-    backend.prepare(_add_mul(), "CPU:0")
-    backend.prepare(_add_mul(), "second")
-    backend.prepare(_add_mul(), "toy:1")
-    assert sorted(c.target for c in ClaimStore().claims()) == ["toy:toy-0", "toy:toy-1"]
-    assert backend.session("CPU") is backend.session("toy:0")
+    reps = [backend.prepare(_add_mul(), d) for d in ("CPU", "CPU:0", "second", "toy:1")]
+    assert _claimed() == ["toy:toy-0", "toy:toy-1"]
+    assert reps[0].session is reps[1].session is backend.session("toy:0")
     backend.close()
     assert ClaimStore().claims() == []
+
+
+def test_closing_the_last_rep_releases_the_claim(backend: type[AccelPoolBackend]) -> None:
+    one = backend.prepare(_add_mul(), "CPU")
+    two = backend.prepare(_add_mul(), "toy:0")
+    assert _claimed() == ["toy:toy-0"]
+    one.close()
+    assert _claimed() == ["toy:toy-0"]  # two still uses the session
+    assert two.run([np.ones(2, np.float32)] * 2)[0].tolist() == [2, 2]
+    with two:
+        pass
+    assert _claimed() == []
+    assert one.session.closed
+    with pytest.raises(accelpool.InvalidRequest, match="prepare it again"):
+        one.run([np.ones(2, np.float32)] * 2)
+    again = backend.prepare(_add_mul(), "CPU")  # a new session, claimed anew
+    assert _claimed() == ["toy:toy-0"] and again.session is not one.session
+
+
+def test_a_dropped_rep_releases_the_claim(backend: type[AccelPoolBackend]) -> None:
+    rep = backend.prepare(_add_mul(), "CPU")
+    assert _claimed() == ["toy:toy-0"]
+    del rep
+    gc.collect()
+    assert _claimed() == []
+    backend.run_model(_add_mul(), [np.ones(2, np.float32)] * 2, "CPU")
+    assert _claimed() == []  # run_model keeps nothing
+
+
+def test_a_failed_prepare_releases_its_claim(backend: type[AccelPoolBackend]) -> None:
+    with pytest.raises(accelpool.InvalidRequest):
+        backend.prepare(b"not a model", "CPU")
+    assert _claimed() == []
+    kept = AccelPoolBackend.using(cpu=toy_inventory().device("toy:0"), keep_sessions=True)
+    try:
+        with pytest.raises(accelpool.InvalidRequest):
+            kept.prepare(b"not a model")
+        assert _claimed() == []  # even a class that keeps sessions
+    finally:
+        kept.close()
+
+
+def test_keep_sessions_keeps_the_claim_until_close() -> None:
+    kept = AccelPoolBackend.using(cpu=toy_inventory().device("toy:0"), keep_sessions=True)
+    try:
+        first = kept.prepare(_add_mul())
+        session = first.session
+        del first
+        gc.collect()
+        assert _claimed() == ["toy:toy-0"]
+        assert kept.prepare(_add_mul()).session is session
+    finally:
+        kept.close()
+    assert _claimed() == []
+
+
+def test_another_class_can_use_a_target_once_run_model_returned() -> None:
+    inv = toy_inventory()
+    first = AccelPoolBackend.using(inventory=inv)
+    pinned = AccelPoolBackend.using(cpu=inv.device("toy:0"))
+    try:
+        first.run_model(_add_mul(), [np.ones(2, np.float32)] * 2, "CPU")
+        with pinned.prepare(_add_mul()) as rep:  # the same target: no InUse
+            assert rep.session.target_id == "toy:toy-0"
+    finally:
+        first.close()
+        pinned.close()
 
 
 def test_device_strings(backend: type[AccelPoolBackend]) -> None:
@@ -102,9 +171,10 @@ def test_bound_classes_do_not_share_sessions() -> None:
     one = AccelPoolBackend.using(cpu=inv.device("toy:0"))
     two = AccelPoolBackend.using(cpu=inv.device("toy:0"))
     try:
-        one.prepare(_add_mul())
+        rep = one.prepare(_add_mul())
         with pytest.raises(accelpool.InUse):
             two.prepare(_add_mul())  # one holder per target, whatever the class
+        rep.close()
     finally:
         one.close()
         two.close()
@@ -151,6 +221,9 @@ def test_a_mig_partition_by_id() -> None:
     try:
         assert not strict.supports_device(part.id)  # CUDA is not in this onnxruntime
         assert lenient.supports_device(part.id)
+        with pytest.raises(accelpool.UnsupportedOperation, match="CUDAExecutionProvider"):
+            strict.prepare(_add_mul(), part.id)
+        assert ClaimStore().claims() == []  # the failed prepare left no claim
         with pytest.warns(accelpool.session.ProviderFallbackWarning):
             rep = lenient.prepare(_add_mul(), part.id)
         assert rep.session.env == {"CUDA_VISIBLE_DEVICES": part.id.split(":", 1)[1]}

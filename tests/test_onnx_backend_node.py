@@ -43,7 +43,8 @@ EXCLUSIONS = _exclusions()
 
 # A CPU target: the toy backend's device runs CPUExecutionProvider, and needs no driver.
 _INVENTORY = toy_inventory(1)
-Backend = AccelPoolBackend.using(cpu=_INVENTORY.device("toy:0"))
+# keep_sessions: one session (and claim) for the whole run, not one per test.
+Backend = AccelPoolBackend.using(cpu=_INVENTORY.device("toy:0"), keep_sessions=True)
 
 
 def _node_case(backend: object) -> type[unittest.TestCase]:

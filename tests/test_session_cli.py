@@ -62,6 +62,7 @@ def test_run_on_a_simulated_mig_partition(
     assert doc["used_providers"] == ["CPUExecutionProvider"]
     (out,) = doc["outputs"]
     assert out["name"] == "y:0/sum" and out["dtype"] == "float32" and out["shape"] == [4]
+    assert out["values"] == [0, 2, 4, 6]
     (saved,) = out["files"]
     assert Path(saved).parent == files["out"] and "/" not in Path(saved).name
     np.testing.assert_array_equal(np.load(saved), [0, 2, 4, 6])
@@ -75,6 +76,16 @@ def test_run_prints_a_table(files: dict[str, Path], capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert "y:0/sum" in out and "float32" in out
     assert f"on {part} (in-process, CPUExecutionProvider" in out
+
+
+def test_run_json_leaves_large_outputs_to_files(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    np.save(files["x"], np.ones((64, 32), np.float32))  # 2048 values: above the limit
+    argv = ["run", str(files["model"]), "--on", "opencl:0", "--in-process", "--json"]
+    assert main([*argv, "--input", f"x={files['x']}"]) == 0
+    (out,) = json.loads(capsys.readouterr().out)["outputs"]
+    assert out["shape"] == [64, 32] and out["values"] is None and out["files"] == []
 
 
 @pytest.mark.parametrize(

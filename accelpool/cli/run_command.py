@@ -129,6 +129,20 @@ def _file_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
+#: ``run --json`` prints the values of outputs up to this many elements (larger: --output)
+JSON_VALUES_MAX = 1024
+
+
+def _values(value: Any) -> Any:
+    """An output's values as JSON (nested lists), or None when too big or not an array."""
+    import numpy as np
+
+    numeric = isinstance(value, np.ndarray) and value.dtype.kind in "biufU"
+    if numeric and value.size <= JSON_VALUES_MAX:
+        return value.tolist()
+    return None
+
+
 def _describe(value: Any) -> tuple[str, list[int] | None]:
     import numpy as np
 
@@ -223,6 +237,7 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
                         "name": name,
                         "dtype": dtype,
                         "shape": shape,
+                        "values": _values(outputs[name]),
                         "files": files.get(name, []),
                     }
                     for name, (dtype, shape) in described.items()
