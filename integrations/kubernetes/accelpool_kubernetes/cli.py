@@ -14,7 +14,9 @@ from typing import Any
 import yaml
 
 from accelpool.errors import InvalidRequest
-from accelpool_kubernetes.slices import DEFAULT_DRIVER, check_driver, check_node, check_version
+
+# slices (and the kubernetes client, a second to import) load only when a k8s command runs
+from accelpool_kubernetes.names import DEFAULT_DRIVER, check_driver, check_node, check_version
 
 
 def _common(p: argparse.ArgumentParser) -> None:

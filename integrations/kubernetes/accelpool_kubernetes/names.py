@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from accelpool.errors import InvalidRequest
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
@@ -54,3 +56,36 @@ def parse_quantity(text: str) -> int:
         if text.endswith(suffix):
             return int(text[: -len(suffix)]) * mult
     return int(text)
+
+
+DEFAULT_DRIVER = "accelpool.dev"
+VERSIONS = ("1.34", "1.35")
+
+
+def check_version(version: str) -> str:
+    if version in VERSIONS:
+        return version
+    m = re.match(r"^1\.(\d+)$", version)
+    if m and int(m.group(1)) > 35:
+        return "1.35"  # the 1.35 layout holds for later releases
+    raise InvalidRequest(
+        f"unknown Kubernetes version {version!r}: give 1.34 or 1.35 (1.36+ use the 1.35 layout)"
+    )
+
+
+def check_driver(driver: str) -> str:
+    if not is_dns_subdomain(driver) or "." not in driver:
+        raise InvalidRequest(
+            f"driver name {driver!r} is not a DNS subdomain with a domain you own "
+            f"(e.g. {DEFAULT_DRIVER}); use lower-case letters, digits, '-' and '.'"
+        )
+    return driver
+
+
+def check_node(node: str) -> str:
+    if not is_dns_subdomain(node):
+        raise InvalidRequest(
+            f"node name {node!r} is not a valid Kubernetes node name (a DNS subdomain); "
+            "pass the node's name as 'kubectl get nodes' shows it"
+        )
+    return node

@@ -33,8 +33,7 @@ from accelpool.inventory import Device, Inventory, Partition
 from accelpool.statedir import state_dir
 from accelpool_kubernetes.catalog import LogicalDevice, physical_device
 from accelpool_kubernetes.cdi import build_spec, dump, spec_file, write_atomic
-from accelpool_kubernetes.names import is_dns_label
-from accelpool_kubernetes.slices import DEFAULT_DRIVER
+from accelpool_kubernetes.names import DEFAULT_DRIVER, is_dns_label
 
 DEFAULT_CDI_DIR = Path("/var/run/cdi")
 

@@ -19,42 +19,19 @@ from accelpool.errors import InvalidRequest
 from accelpool.inventory import Inventory
 from accelpool.types import AttributeValue
 from accelpool_kubernetes.catalog import LogicalDevice, PhysicalDevice, attributes_of, host_catalog
-from accelpool_kubernetes.names import dns_label, is_dns_subdomain, is_qualified_name, quantity
+from accelpool_kubernetes.names import (
+    DEFAULT_DRIVER,
+    check_driver,
+    check_node,
+    check_version,
+    dns_label,
+    is_qualified_name,
+    quantity,
+)
 
-DEFAULT_DRIVER = "accelpool.dev"
-VERSIONS = ("1.34", "1.35")
 STANDARD = "resource.kubernetes.io/"
 MAX_ATTRS = 32
 _SEMVER = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*)){0,2}$")
-
-
-def check_version(version: str) -> str:
-    if version in VERSIONS:
-        return version
-    m = re.match(r"^1\.(\d+)$", version)
-    if m and int(m.group(1)) > 35:
-        return "1.35"  # the 1.35 layout holds for later releases
-    raise InvalidRequest(
-        f"unknown Kubernetes version {version!r}: give 1.34 or 1.35 (1.36+ use the 1.35 layout)"
-    )
-
-
-def check_driver(driver: str) -> str:
-    if not is_dns_subdomain(driver) or "." not in driver:
-        raise InvalidRequest(
-            f"driver name {driver!r} is not a DNS subdomain with a domain you own "
-            f"(e.g. {DEFAULT_DRIVER}); use lower-case letters, digits, '-' and '.'"
-        )
-    return driver
-
-
-def check_node(node: str) -> str:
-    if not is_dns_subdomain(node):
-        raise InvalidRequest(
-            f"node name {node!r} is not a valid Kubernetes node name (a DNS subdomain); "
-            "pass the node's name as 'kubectl get nodes' shows it"
-        )
-    return node
 
 
 def _value(name: str, value: AttributeValue) -> k8s.V1DeviceAttribute | None:
