@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
+
+from sidebyside import medians, verdict
 
 ACCELPOOL = "import accelpool; inv = accelpool.discover(); inv.devices()"
 
@@ -41,13 +39,6 @@ for lib in ("libdcmi.so", "libcndev.so"):
 """
 
 
-def _time(code: str, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 BOUND = 1.10
 
 
@@ -55,24 +46,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as state, tempfile.TemporaryDirectory() as pyc:
-        # Both sides run with compiled bytecode, as installed software does: a shell that
-        # sets PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every run.
-        env = dict(os.environ, ACCELPOOL_STATE_DIR=state, PYTHONPYCACHEPREFIX=pyc)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.pop("ACCELPOOL_SIM", None)
-        for _ in range(2):  # compile and cache bytecode, warm the OS file cache, for both
-            _time(ACCELPOOL, env), _time(BY_HAND, env)
-        ours, theirs = [], []
-        for _ in range(args.runs):
-            ours.append(_time(ACCELPOOL, env))
-            theirs.append(_time(BY_HAND, env))
-    m_ours, m_theirs = statistics.median(ours), statistics.median(theirs)
+    py = [sys.executable, "-c"]
+    m_ours, m_theirs = medians([*py, ACCELPOOL], [*py, BY_HAND], args.runs)
     print(f"import accelpool + discover(): median {m_ours * 1000:7.1f} ms over {args.runs} runs")
     print(f"by hand (pyopencl+pynvml):    median {m_theirs * 1000:7.1f} ms over {args.runs} runs")
     ratio = m_ours / m_theirs
-    verdict = "ok" if ratio <= BOUND else "OVER"
-    print(f"ratio (accelpool / by hand):  {ratio:.3f}  (bound {BOUND:.2f}: {verdict})")
+    print(verdict("accelpool / by hand", ratio, BOUND))
     print(f"overhead: {(m_ours - m_theirs) * 1000:+.1f} ms per process; load: {os.getloadavg()}")
     return 0 if ratio <= BOUND else 1
 
