@@ -36,11 +36,6 @@ class LoadedBackend:
     backend: Backend | None
 
 
-def selected_names() -> set[str] | None:
-    """Backends named by ``ACCELPOOL_BACKENDS=a,b`` (None: all of them)."""
-    return selected_backends()
-
-
 def _dist_version(ep: Any) -> str | None:
     dist = getattr(ep, "dist", None)
     return getattr(dist, "version", None)
@@ -151,7 +146,7 @@ def load_backends(
     fleet: Fleet | None = None, names: Sequence[str] | None = None
 ) -> list[LoadedBackend]:
     """Load and probe every selected backend plugin, each in a thread bounded in time."""
-    wanted = set(names) if names is not None else selected_names()
+    wanted = set(names) if names is not None else selected_backends()
     eps = [ep for ep in entry_points() if wanted is None or ep.name in wanted]
     # One plugin at a time, each in its own daemon thread bounded by the timeout:
     # probes are mostly imports, which hold the GIL, so running them side by side is
