@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from accelpool.entrypoints import group
 from accelpool.envconfig import probe_timeout, selected_backends
 from accelpool.errors import AccelPoolError, BackendUnavailable, CorruptState
 from accelpool.spi import Backend, BackendContext, SimContext
@@ -37,8 +38,7 @@ class LoadedBackend:
 
 
 def _dist_version(ep: Any) -> str | None:
-    dist = getattr(ep, "dist", None)
-    return getattr(dist, "version", None)
+    return getattr(ep, "version", None)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -46,11 +46,10 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-class _Probe(threading.Thread):
-    """Loads, instantiates and probes one plugin; a daemon so a hang cannot block exit."""
+class _Probe:
+    """Loads, instantiates and probes one plugin (in a :class:`_Prober` thread)."""
 
     def __init__(self, ep: Any, fleet: Fleet | None) -> None:
-        super().__init__(name=f"accelpool-probe-{ep.name}", daemon=True)
         self.ep = ep
         self.fleet = fleet
         self.result: LoadedBackend | None = None
@@ -64,23 +63,15 @@ class _Probe(threading.Thread):
         )
 
     def run(self) -> None:
-        from stevedore.named import NamedExtensionManager  # only when plugins are loaded
-
-        name, version = self.ep.name, _dist_version(self.ep)
-        failures: list[BaseException] = []
-        manager: NamedExtensionManager[Any] = NamedExtensionManager(
-            GROUP,
-            names=[name],
-            on_load_failure_callback=lambda _m, _ep, err: failures.append(err),
-            on_missing_entrypoints_callback=None,
-        )
-        if failures or name not in manager:
-            err = failures[0] if failures else RuntimeError("entry point vanished")
+        name = self.ep.name
+        try:
+            cls = self.ep.load()
+        except Exception as err:  # an import error, a missing attribute, a broken wheel
             log.warning("backend %s failed to load: %s", name, err)
             log.debug("backend %s load failure", name, exc_info=err)
             self.result = self._unavailable(f"plugin failed to load: {_one_line(err)}")
             return
-        cls = manager[name].plugin
+        version = _dist_version(self.ep)
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             self.result = self._unavailable(
                 f"plugin entry point {self.ep.value} is not an accelpool.spi.Backend subclass"
@@ -134,47 +125,90 @@ class _Probe(threading.Thread):
 
 def entry_points() -> list[Any]:
     """Installed ``accelpool.backends`` entry points, one per name, sorted."""
-    # importlib's entry points carry their distribution (for the version we report);
-    # stevedore then loads each plugin by name.
     seen: dict[str, Any] = {}
-    for ep in metadata.entry_points(group=GROUP):
+    for ep in group(GROUP):
         seen.setdefault(ep.name, ep)
     return [seen[n] for n in sorted(seen)]
+
+
+class _Prober(threading.Thread):
+    """Probes plugins one after another; a daemon so a hang cannot block exit.
+
+    The caller sleeps until every probe is done, waking early only when the probe
+    under way has run past the bound: then it gives up on this thread (which stops
+    after that probe, if it ever returns) and probes the rest in a new one. One thread
+    for the lot, not one per plugin, saves a thread start and a wake-up per plugin,
+    which a loaded machine makes cost milliseconds each.
+    """
+
+    def __init__(self, eps: Sequence[Any], fleet: Fleet | None, cond: threading.Condition) -> None:
+        super().__init__(name=f"accelpool-probe-{eps[0].name}", daemon=True)
+        self.eps = eps
+        self.fleet = fleet
+        self.cond = cond
+        self.done: list[_Probe] = []  # finished probes, in order
+        self.started = time.monotonic()  # when the probe under way started
+        self.finished = False
+        self.abandoned = False
+
+    def run(self) -> None:
+        for ep in self.eps:
+            probe = _Probe(ep, self.fleet)
+            try:
+                probe.run()
+            except BaseException:  # a plugin's SystemExit, say: no answer, as a hang
+                log.debug("backend %s probe ended abnormally", ep.name, exc_info=True)
+            with self.cond:
+                if self.abandoned:
+                    _Probe._close(probe.result.backend if probe.result else None)
+                    return
+                self.done.append(probe)
+                self.started = time.monotonic()
+                if probe.corrupt is not None:
+                    break
+        with self.cond:
+            self.finished = True
+            self.cond.notify_all()
 
 
 def load_backends(
     fleet: Fleet | None = None, names: Sequence[str] | None = None
 ) -> list[LoadedBackend]:
-    """Load and probe every selected backend plugin, each in a thread bounded in time."""
+    """Load and probe every selected backend plugin, each bounded in time."""
     wanted = set(names) if names is not None else selected_backends()
     eps = [ep for ep in entry_points() if wanted is None or ep.name in wanted]
-    # One plugin at a time, each in its own daemon thread bounded by the timeout:
-    # probes are mostly imports, which hold the GIL, so running them side by side is
-    # slower than in turn; the thread is there for the bound, not for parallelism.
+    # One plugin at a time, off this thread so each is bounded by the timeout: probes
+    # are mostly imports, which hold the GIL, so running them side by side is slower
+    # than in turn; the thread is there for the bound, not for parallelism.
     timeout = probe_timeout()
     if fleet is not None:
         # A state directory that cannot be used is the caller's problem, not a
         # backend's: say so here, once, instead of in every probe thread.
         fleet.open_state()
     results: list[LoadedBackend] = []
-    for ep in eps:
-        probe = _Probe(ep, fleet)
-        probe.start()
-        probe.join(timeout)
-        if probe.corrupt is not None:
-            for done in results:
-                _Probe._close(done.backend)
-            raise probe.corrupt
-        if probe.result is None:
-            log.warning("backend %s probe did not answer within %.1fs", ep.name, timeout)
-            results.append(
-                probe._unavailable(
-                    f"probe did not answer within {timeout:g}s "
-                    "(raise ACCELPOOL_PROBE_TIMEOUT if the driver is slow)"
-                )
-            )
-        else:
-            results.append(probe.result)
+    cond = threading.Condition()
+    pending = list(eps)
+    while pending:
+        prober = _Prober(pending, fleet, cond)
+        prober.start()
+        with cond:
+            while not prober.finished:
+                left = prober.started + timeout - time.monotonic()
+                if left <= 0:
+                    prober.abandoned = True
+                    break
+                cond.wait(left)
+            done = list(prober.done)
+        for probe in done:
+            if probe.corrupt is not None:
+                for loaded in results:
+                    _Probe._close(loaded.backend)
+                raise probe.corrupt
+            results.append(probe.result or _no_answer(probe, timeout))
+        pending = pending[len(done) :]
+        if prober.abandoned:
+            results.append(_no_answer(_Probe(pending[0], fleet), timeout))
+            pending = pending[1:]
     if wanted:
         found = {ep.name for ep in eps}
         for missing in sorted(wanted - found):
@@ -184,6 +218,14 @@ def load_backends(
                 )
             )
     return results
+
+
+def _no_answer(probe: _Probe, timeout: float) -> LoadedBackend:
+    log.warning("backend %s probe did not answer within %.1fs", probe.ep.name, timeout)
+    return probe._unavailable(
+        f"probe did not answer within {timeout:g}s "
+        "(raise ACCELPOOL_PROBE_TIMEOUT if the driver is slow)"
+    )
 
 
 def safe_call_error(exc: BaseException, backend: str) -> AccelPoolError:

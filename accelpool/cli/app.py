@@ -14,10 +14,12 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from importlib import metadata
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from accelpool.errors import AccelPoolError, InvalidRequest
+
+if TYPE_CHECKING:
+    from accelpool.entrypoints import PluginEntryPoint
 
 CLI_GROUP = "accelpool.cli"
 log = logging.getLogger("accelpool.cli")
@@ -79,7 +81,29 @@ class CliContext:
             self._inventory.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, read as argparse reads the global options; or None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word.startswith("-") and word != "-":
+            # --sim takes a value (argparse also accepts an abbreviation such as --si)
+            if "=" not in word and len(word) > 2 and "--sim".startswith(word):
+                next(words, None)
+            continue
+        return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``accelpool`` parser; with ``argv``, only as much of it as ``argv`` needs.
+
+    Core subcommands are always there. A plugin's are added only when ``argv`` names
+    the plugin's entry point (plugins register under their command's name); with no
+    ``argv``, with no command or ``--help``, or with a command nobody has claimed yet,
+    every plugin is loaded, so the help and the "invalid choice" error list them all.
+    """
     from accelpool import __version__
     from accelpool.cli import commands
 
@@ -96,13 +120,30 @@ def build_parser() -> argparse.ArgumentParser:
         "default: $ACCELPOOL_SIM",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    word = None if argv is None else _command_word(argv)
+    if word is not None and word in commands.CORE_NAMES:
+        commands.register(sub, only=word)
+        return parser  # a core command: no other parser, no plugin needed
     commands.register(sub)
-    for ep in metadata.entry_points(group=CLI_GROUP):
+    from accelpool.entrypoints import group
+
+    plugins = group(CLI_GROUP)
+    if word is not None:
+        named = [ep for ep in plugins if ep.name == word]
+        _load_cli_plugins(sub, named)
+        if word in sub.choices:
+            return parser
+        plugins = [ep for ep in plugins if ep not in named]
+    _load_cli_plugins(sub, plugins)
+    return parser
+
+
+def _load_cli_plugins(sub: Any, plugins: Sequence[PluginEntryPoint]) -> None:
+    for ep in plugins:
         try:
             ep.load()(sub)
         except Exception as e:  # a broken plugin must not take the core CLI down with it
             log.warning("CLI plugin %s failed to load: %s", ep.name, e)
-    return parser
 
 
 def printable(text: str) -> str:
@@ -122,8 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from accelpool.envconfig import log_level
 
         logging.basicConfig(level=log_level(), format="accelpool: %(levelname)s: %(message)s")
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        words = sys.argv[1:] if argv is None else list(argv)
+        parser = build_parser(words)
+        args = parser.parse_args(words)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

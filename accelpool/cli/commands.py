@@ -18,18 +18,36 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def register(sub: Any) -> None:
+#: The core subcommands in help order: the names each module function registers.
+#: ``accelpool ls`` builds only the ``ls`` parser (and imports only its module); help
+#: and unknown commands build them all.
+CORE: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("backends",), "accelpool.cli.commands", "register_backends"),
+    (("ls",), "accelpool.cli.ls_command", "register"),
+    (("layout",), "accelpool.cli.layout_view", "register"),
+    (("profiles", "partition", "sim"), "accelpool.cli.commands", "register_devices"),
+    (("vfio", "vm"), "accelpool.cli.vfio_command", "register"),
+    (("run", "claims"), "accelpool.cli.run_command", "register"),
+)
+CORE_NAMES = frozenset(n for names, _, _ in CORE for n in names)
+
+
+def register(sub: Any, only: str | None = None) -> None:
+    """Add the core subcommands to ``sub``: all, or only the group that has ``only``."""
+    import importlib
+
+    for names, module, function in CORE:
+        if only is None or only in names:
+            getattr(importlib.import_module(module), function)(sub)
+
+
+def register_backends(sub: Any) -> None:
     p = sub.add_parser("backends", help="installed backend plugins and whether they can run here")
     _json_flag(p)
     p.set_defaults(func=cmd_backends)
 
-    from accelpool.cli import ls_command
 
-    ls_command.register(sub)
-    from accelpool.cli import layout_view
-
-    layout_view.register(sub)
-
+def register_devices(sub: Any) -> None:
     p = sub.add_parser("profiles", help="partition profiles a device offers")
     p.add_argument("device", metavar="DEVICE", help="device id or BACKEND:INDEX, e.g. nvidia:0")
     _json_flag(p)
@@ -76,13 +94,6 @@ def register(sub: Any) -> None:
     lp = ssub.add_parser("presets", help="list the fleet presets")
     _json_flag(lp)
     lp.set_defaults(func=cmd_sim_presets)
-
-    from accelpool.cli import vfio_command
-
-    vfio_command.register(sub)
-    from accelpool.cli import run_command
-
-    run_command.register(sub)
 
 
 def _placement(text: str) -> int:

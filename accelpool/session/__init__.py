@@ -12,6 +12,8 @@ See docs/sessions.md for the claim rules, isolation and the worker protocol.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from accelpool.session._claims import (
     Claim,
     ClaimStore,
@@ -20,14 +22,38 @@ from accelpool.session._claims import (
     process_start_time,
 )
 from accelpool.session._env import CLEAN_ENV_ALLOW, WORKER_ENV_VAR
-from accelpool.session._session import (
-    PATH_RECHECK_S,
-    LoadedModel,
-    ProviderFallbackWarning,
-    Session,
-    WorkerDied,
-    open_session,
+
+if TYPE_CHECKING:
+    from accelpool.session._session import (
+        PATH_RECHECK_S,
+        LoadedModel,
+        ProviderFallbackWarning,
+        Session,
+        WorkerDied,
+        open_session,
+    )
+
+# The session machinery (subprocess, workers, hashing) loads on first use: the claim
+# store alone is what ``accelpool ls`` and the claims API need.
+_LAZY = frozenset(
+    {
+        "PATH_RECHECK_S",
+        "LoadedModel",
+        "ProviderFallbackWarning",
+        "Session",
+        "WorkerDied",
+        "open_session",
+    }
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from accelpool.session import _session
+
+        return getattr(_session, name)
+    raise AttributeError(f"module 'accelpool.session' has no attribute {name!r}")
+
 
 __all__ = [
     "CLEAN_ENV_ALLOW",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import socket
@@ -510,6 +509,8 @@ class Session:
         known = self._bytes_keys.get(id(model))
         if known is not None and known[0] is model:
             return known[1], "bytes", model
+        import hashlib
+
         key = ("bytes", hashlib.blake2b(model, digest_size=16).hexdigest())
         # Remembering the object keeps its id from being reused while it is remembered.
         self._bytes_keys[id(model)] = (model, key)

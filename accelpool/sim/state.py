@@ -15,7 +15,6 @@ how to start afresh) instead of being half understood by a simulator.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import stat
 from collections.abc import Iterator
@@ -96,6 +95,8 @@ class StateStore:
     def _digest(cls, state: dict[str, Any]) -> str:
         body = {k: v for k, v in state.items() if k != cls.CHECKSUM}
         data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        import hashlib  # not at import: listing devices without a simulator never needs it
+
         return hashlib.sha256(data).hexdigest()
 
     def _load(self) -> dict[str, Any]:
