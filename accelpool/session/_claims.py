@@ -33,7 +33,6 @@ import socket
 import sqlite3
 import stat
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -413,7 +412,7 @@ class ClaimStore:
                 start_time=process_start_time(pid) if process else None,
                 host=self.host,
                 opened_at=time.time(),
-                token=uuid.uuid4().hex,
+                token=os.urandom(16).hex(),  # as uuid4().hex, without importing uuid
                 holder=holder,
                 owner=owner,
                 expires_at=expires_at,
