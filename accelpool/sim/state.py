@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ class StateStore:
 
     def __init__(self, path: Path, reset_hint: str | None = None) -> None:
         self.path = Path(path)
+        self._path_s = str(self.path)  # stat_key runs on every simulated call: no pathlib
         #: What the user runs to start afresh when the file is damaged.
         self.reset_hint = reset_hint or f"delete {self.path}"
         self._lock_obj: FileLock | None = None
@@ -74,7 +76,7 @@ class StateStore:
     def stat_key(self) -> tuple[int, int, int] | None:
         """(mtime, size, inode) of the state file, ``None`` if missing; a link is refused."""
         try:
-            st = self.path.lstat()
+            st = os.lstat(self._path_s)
         except FileNotFoundError:
             return None
         if stat.S_ISLNK(st.st_mode):

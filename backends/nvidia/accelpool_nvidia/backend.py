@@ -153,6 +153,10 @@ def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _virt(device: DeviceInfo) -> object:
+    return device.attributes.get("nvidia.com/virtualizationMode")
+
+
 class NvidiaBackend(Backend):
     """accelpool backend for NVIDIA GPUs through NVML (``pynvml``)."""
 
@@ -163,7 +167,7 @@ class NvidiaBackend(Backend):
         self._mdev: MdevSysfs | None = None
         self._initialised = False
         self._vgpu_names: dict[int, str] = {}
-        self._gi_cache: dict[str, list[_GiProfile]] = {}
+        self._gi_cache: dict[tuple[object, ...], list[_GiProfile]] = {}
         self._vgpu_statics: dict[int, _VgpuType] = {}
         self._journal_obj: CreateJournal | None = None
         #: the last good facts of each GPU by index, for one that is lost later
@@ -417,11 +421,14 @@ class NvidiaBackend(Backend):
     def _gi_profiles(self, h: Any, device: DeviceInfo) -> list[_GiProfile]:
         """GPU instance profiles NVML offers, walking the profile enums as go-nvlib does.
 
-        A GPU's profile table never changes, so it is read once per GPU (MIG enabled).
+        A GPU's profile table never changes and is the same on every GPU of one model,
+        memory size and virtualization mode, so it is read once per such kind of GPU
+        (with MIG enabled), not once per GPU: a fleet of one model reads it once.
         """
         from accelpool_nvidia.models import GI_PROFILE_COUNT, mig_profile_name
 
-        cached = self._gi_cache.get(device.native_id)
+        kind = (device.model, device.memory_bytes, device.compute_units, _virt(device))
+        cached = self._gi_cache.get(kind)
         if cached is not None:
             return cached
         total = device.memory_bytes
@@ -454,7 +461,7 @@ class NvidiaBackend(Backend):
             )
         found.sort(key=lambda p: (p.slices, p.memory_mb, p.enum))
         if found:
-            self._gi_cache[device.native_id] = found
+            self._gi_cache[kind] = found
         return found
 
     @staticmethod

@@ -9,6 +9,7 @@ whatever NVML reports.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -43,6 +44,7 @@ ARCH_NAMES = {
 }
 
 
+@functools.lru_cache(maxsize=4096)  # listing a fleet names the same few profiles
 def mig_memory_gb(memory_mb: int, total_bytes: int) -> int:
     """The ``<gb>`` figure in a MIG profile name (go-nvlib's getMigMemorySizeGB).
 
@@ -55,6 +57,7 @@ def mig_memory_gb(memory_mb: int, total_bytes: int) -> int:
     return math.floor(Fraction(eighths, 8) * total_gb + Fraction(1, 2))
 
 
+@functools.lru_cache(maxsize=4096)
 def mig_profile_name(
     gi_slices: int,
     memory_mb: int,
