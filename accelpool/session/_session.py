@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -14,9 +10,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from accelpool.errors import (
     AccelPoolError,
@@ -27,6 +21,15 @@ from accelpool.inventory import Device, Inventory, Partition, discover
 from accelpool.session import _env
 from accelpool.session import _worker as w
 from accelpool.session._claims import Claim, ClaimKind, ClaimStore
+from accelpool.session._models import LoadedModel, model_source
+from accelpool.session._process import (
+    WorkerDied,
+    _Pinned,
+    _reraise,
+    _Resources,
+    _WorkerProc,
+    run_isolated,
+)
 
 __all__ = [
     "LoadedModel",
@@ -36,212 +39,14 @@ __all__ = [
     "open_session",
 ]
 
-WORKER_FILE = Path(w.__file__).resolve()
-_ERRORS: dict[str, type[AccelPoolError]] = {
-    "InvalidRequest": InvalidRequest,
-    "UnsupportedOperation": UnsupportedOperation,
-    "AccelPoolError": AccelPoolError,
-}
-
-
-class WorkerDied(AccelPoolError):
-    """The isolated worker of a session ended while it was needed.
-
-    The session keeps its claim; its next call starts a new worker.
-    """
-
 
 class ProviderFallbackWarning(UserWarning):
     """A requested execution provider is missing and the CPU is used instead."""
 
 
-def _raise(kind: str, message: str, code: str | None, vendor: str | None) -> NoReturn:
-    raise _ERRORS.get(kind, AccelPoolError)(message, vendor_code=code, vendor_message=vendor)
-
-
-def _reraise(failure: w.RuntimeFailure) -> NoReturn:
-    _raise(*failure.as_tuple())
-
-
 #: How long (seconds) an in-process run trusts that a model file it already loaded is
 #: unchanged; after that, the next run looks at the file again and reloads an edit.
 PATH_RECHECK_S = 1.0
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    """A model loaded in a session; pass it to :meth:`Session.run` to skip the lookup.
-
-    ``inputs``/``outputs`` are the model's names in order; ``providers`` the execution
-    providers onnxruntime actually uses for it.
-    """
-
-    key: Any
-    kind: str
-    source: Any = field(repr=False)
-    inputs: list[str]
-    outputs: list[str]
-    providers: list[str]
-    _owner: Any = field(default=None, repr=False)
-    _ort: Any = field(default=None, repr=False)
-
-
-class _WorkerProc:
-    """One worker process, its channel and the two arenas."""
-
-    def __init__(self, env: dict[str, str], config: dict[str, Any], label: str) -> None:
-        self.label = label
-        self.inbox: w.Arena | None = None
-        self.outbox: w.Arena | None = None
-        self.pinned: set[int] = set()  # shared arrays this worker has mapped
-        self.reported = False  # whether a WorkerDied has told the caller it ended
-        if not sys.executable:
-            raise UnsupportedOperation(
-                "isolated sessions need a Python executable to start a worker; "
-                "pass isolate=False in this embedded interpreter"
-            )
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(WORKER_FILE), str(child.fileno()), str(os.getpid())],
-                env=env,
-                pass_fds=[child.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                # Terminal signals (Ctrl-C) go to the parent; the worker follows the channel.
-                start_new_session=True,
-            )
-        except OSError as e:
-            parent.close()
-            raise AccelPoolError(f"could not start the session worker for {label}: {e}") from e
-        finally:
-            child.close()
-        self.channel = w.Channel(parent)
-        self.pid = self.proc.pid
-        try:
-            self.request(("init", config))
-        except BaseException:
-            self.kill()
-            raise
-
-    def request(self, msg: tuple[Any, ...], fds: Sequence[int] = ()) -> tuple[Any, list[int]]:
-        try:
-            self.channel.send(msg, fds)
-            reply, rfds = self.channel.recv()
-        except (EOFError, OSError) as e:
-            raise self._died() from e
-        except BaseException:
-            # Interrupted half way (Ctrl-C): the worker is out of step with us; end it.
-            # The interruption is the caller's news, not a worker death to report.
-            self.reported = True
-            self.kill()
-            raise
-        if reply[0] == "err":
-            for fd in rfds:
-                os.close(fd)
-            _raise(*reply[1:])
-        return reply[1], rfds
-
-    def _died(self) -> WorkerDied:
-        self.reported = True
-        try:
-            rc = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            rc = self.proc.returncode
-        self.cleanup()
-        if rc is not None and rc < 0:
-            try:
-                how = f"killed by signal {signal.Signals(-rc).name}"
-            except ValueError:
-                how = f"killed by signal {-rc}"
-        else:
-            how = f"exit code {rc}"
-        return WorkerDied(
-            f"session worker for {self.label} died ({how}); the session keeps its claim "
-            "and its next call starts a new worker"
-        )
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def cleanup(self) -> None:
-        with contextlib.suppress(OSError):
-            self.channel.close()
-        for arena in (self.inbox, self.outbox):
-            if arena is not None:
-                arena.close()
-        self.inbox = self.outbox = None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-        self.cleanup()
-
-    def stop(self) -> None:
-        """Ask the worker to exit; kill it if it does not within a few seconds."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                self.channel.send(("exit",))
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
-        self.kill()
-
-
-class _Pinned:
-    """A shared array's arena: kept (with its fd) so every new worker can map it."""
-
-    def __init__(self, ident: int, arena: w.Arena, fd: int, base: int) -> None:
-        self.ident = ident
-        self.arena = arena
-        self.fd: int | None = fd
-        self.base = base
-        self.end = base + arena.size
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        self.arena.close()  # stays mapped while the caller's arrays use it
-
-
-class _Resources:
-    """What a session must give back, kept apart so a finalizer can release it."""
-
-    def __init__(self) -> None:
-        self.owner_pid = os.getpid()
-        self.store: ClaimStore | None = None
-        self.claim: Claim | None = None
-        self.inventory: Inventory | None = None
-        self.worker: _WorkerProc | None = None
-        self.extras: list[Any] = []
-        self.pinned: list[_Pinned] = []
-
-    def release(self) -> None:
-        if os.getpid() != self.owner_pid:
-            # A forked child: the claim, the worker and the inventory are the parent's.
-            if self.worker is not None:
-                with contextlib.suppress(OSError):
-                    self.worker.channel.close()
-            return
-        worker, self.worker = self.worker, None
-        if worker is not None:
-            worker.stop()
-        self.extras.clear()
-        for pinned in self.pinned:
-            pinned.close()
-        self.pinned.clear()
-        claim, self.claim = self.claim, None
-        if claim is not None and self.store is not None:
-            with contextlib.suppress(Exception):  # exiting must not fail over a claim row
-                self.store.release(claim)
-        inventory, self.inventory = self.inventory, None
-        if inventory is not None:
-            inventory.close()
 
 
 class Session:
@@ -469,55 +274,7 @@ class Session:
             self._res.pinned.append(_Pinned(len(self._res.pinned), arena, fd, base))
             return array
 
-    def _pinned_meta(self, worker: _WorkerProc, value: Any) -> tuple[Any, ...] | None:
-        """Where ``value`` lies in a shared array (mapping it in the worker), else None."""
-        if not self._res.pinned or not getattr(value, "flags", None) or not w.shm_able(value):
-            return None
-        if not value.flags.c_contiguous:
-            return None
-        addr = value.__array_interface__["data"][0]
-        for p in self._res.pinned:
-            if p.base <= addr and addr + value.nbytes <= p.end:
-                if p.ident not in worker.pinned:
-                    assert p.fd is not None
-                    worker.request(("pin", p.ident), [p.fd])
-                    worker.pinned.add(p.ident)
-                return (value.dtype.str, tuple(value.shape), addr - p.base, p.ident)
-        return None
-
     # -- models -------------------------------------------------------------------------
-    def _source(self, model: Any) -> tuple[Any, str, Any]:
-        if isinstance(model, (str, os.PathLike)):
-            # One stat per call: the file's identity and version, whatever path names it.
-            try:
-                st = os.stat(model)
-            except OSError as e:
-                raise InvalidRequest(
-                    f"cannot read model file {os.fspath(model)!r}: {e.strerror}"
-                ) from None
-            path_key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-            return path_key, "path", os.path.abspath(os.fspath(model))
-        if isinstance(model, (bytearray, memoryview)):
-            model = bytes(model)
-        elif not isinstance(model, bytes):
-            serialize = getattr(model, "SerializeToString", None)
-            if serialize is None:
-                raise InvalidRequest(
-                    f"a model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}"
-                )
-            model = serialize()
-        known = self._bytes_keys.get(id(model))
-        if known is not None and known[0] is model:
-            return known[1], "bytes", model
-        import hashlib
-
-        key = ("bytes", hashlib.blake2b(model, digest_size=16).hexdigest())
-        # Remembering the object keeps its id from being reused while it is remembered.
-        self._bytes_keys[id(model)] = (model, key)
-        if len(self._bytes_keys) > 8:
-            self._bytes_keys.popitem(last=False)
-        return key, "bytes", model
-
     def load(self, model: Any) -> LoadedModel:
         """Load ``model`` (a path, bytes, an ``onnx.ModelProto``) once; later loads reuse it.
 
@@ -537,7 +294,7 @@ class Session:
                     return model
                 key, kind, source = model.key, model.kind, model.source
             else:
-                key, kind, source = self._source(model)
+                key, kind, source = model_source(model, self._bytes_keys)
             hit = self._loaded.get(key)
             if hit is not None:
                 self._loaded.move_to_end(key)
@@ -586,16 +343,17 @@ class Session:
         ``model`` is a path, bytes, an ``onnx.ModelProto`` or a :class:`LoadedModel`
         (loaded once and kept warm); ``feeds`` maps input names to numpy arrays.
         """
-        if not isinstance(feeds, Mapping):
+        if type(feeds) is not dict and not isinstance(feeds, Mapping):
             raise InvalidRequest(
                 f"feeds must map input names to arrays, not {type(feeds).__name__}"
             )
         loaded: LoadedModel | None = None
         if self._runtime is not None:
-            # The hot paths: a loaded model, or a file already loaded (one stat, no lock).
-            if type(model) is LoadedModel and model._owner is self and model._ort is not None:
+            # The hot paths: a loaded model, or a file already loaded (no stat, no lock).
+            kind = type(model)
+            if kind is LoadedModel and model._owner is self and model._ort is not None:
                 loaded = model
-            elif isinstance(model, (str, os.PathLike)):
+            elif kind is str or isinstance(model, os.PathLike):
                 # A stat per call costs a few percent on a ~1 ms model, so a path's
                 # identity is re-checked at most every PATH_RECHECK_S seconds.
                 now = time.monotonic()
@@ -635,44 +393,7 @@ class Session:
         worker = self._worker()
         if loaded.key not in self._loaded:
             self.load(loaded)
-        items = list(feeds.items())
-        pinned: dict[str, Any] = {}
-        if self._res.pinned:
-            for name, v in items:
-                where = self._pinned_meta(worker, v)
-                if where is not None:
-                    pinned[name] = where
-            items = [(name, v) for name, v in items if name not in pinned]
-        placed, needed = w.layout(items)
-        fds: list[int] = []
-        if needed and (worker.inbox is None or worker.inbox.size < needed):
-            arena, fd = w.Arena.create(needed, worker.inbox)
-            if worker.inbox is not None:
-                worker.inbox.close()
-            worker.inbox = arena
-            fds = [fd]
-        try:
-            meta: dict[str, Any] = (
-                w.write_arrays(worker.inbox, placed) if placed else {}  # type: ignore[arg-type]
-            )
-            inline = {name: v for name, v in items if name not in meta}
-            meta.update(pinned)
-            msg = ("run", loaded.key, list(output_names) if output_names else None, meta, inline)
-            result, rfds = worker.request(msg, fds)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        if rfds:
-            if worker.outbox is not None:
-                worker.outbox.close()
-            worker.outbox = w.Arena.attach(rfds[0])
-            for fd in rfds[1:]:
-                os.close(fd)
-        outbox = worker.outbox
-        return [
-            w.view(outbox, *value).copy() if tag == "a" else value  # type: ignore[arg-type]
-            for tag, value in result
-        ]
+        return run_isolated(worker, self._res.pinned, loaded.key, feeds, output_names)
 
 
 def _check_given_claim(claim: Claim, target: Device | Partition, store: ClaimStore) -> None:
