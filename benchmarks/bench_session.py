@@ -23,6 +23,7 @@ thread); ``--target`` names a discovered one instead (e.g. ``opencl:0``).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -160,6 +161,37 @@ def _compare(
     return ratio <= bound, med["ours"] - med["raw"]
 
 
+class _NoOp:
+    """Stands in for the InferenceSession: answers at once, with fixed outputs."""
+
+    def __init__(self, outputs: list[Any]) -> None:
+        self.outputs = outputs
+
+    def run(self, names: Any, feeds: Any) -> list[Any]:
+        return self.outputs
+
+
+def _own_cost(s: Any, handle: Any, path: Path, feeds: dict[str, Any], outputs: list[Any]) -> None:
+    """accelpool's own time per in-process call, with the runtime's time taken out.
+
+    The wall-clock ratios above move by a per cent from run to run (two sessions of
+    one model differ by as much); this is the part of a call that is accelpool's code.
+    """
+    import timeit
+
+    ort, stub = handle._ort, _NoOp(outputs)
+    handle._ort = stub
+    try:
+        n = 20000
+        base = min(timeit.repeat(lambda: stub.run(None, feeds), number=n, repeat=5)) / n
+        for label, model in (("loaded model", handle), ("model by path", path)):
+            call = functools.partial(s.run, model, feeds)
+            own = min(timeit.repeat(call, number=n, repeat=5)) / n - base
+            print(f"{'':<44} accelpool's own code, {label}: {own * 1e6:.2f} us/call")
+    finally:
+        handle._ort = ort
+
+
 def _copy_floor(x: np.ndarray, out_bytes: int, runs: int) -> float:
     """Median seconds to copy ``x`` once and ``out_bytes`` once: the plain input's floor."""
     dst = np.empty_like(x)
@@ -228,6 +260,7 @@ def main() -> int:
                 args.runs,
                 1.01,
             )
+            _own_cost(s, handle, mlp, {"x": x_small}, same.run(None, {"x": x_small}))
 
         with accelpool.open_session(target, isolate=True) as s:
             raw = _raw_session(s, cnn)
