@@ -9,6 +9,7 @@ from accelpool.testing import check_discovery_without_library
 # Loaded only once libcndev.so is found or a fleet is simulated.
 HEAVY = [
     "accelpool_cambricon.cndev",
+    "accelpool_cambricon.cndev_structs",
     "accelpool_cambricon.driver",
     "accelpool_cambricon.models",
     "accelpool_cambricon.sim",

@@ -18,7 +18,7 @@ from accelpool.spi import Target
 from accelpool.types import PartitionInfo
 
 if TYPE_CHECKING:
-    from accelpool_nvidia.backend import NvidiaBackend
+    from accelpool_nvidia.targets import CudaTargets
 
 SHARED = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 MIG_MINORS = Path("/proc/driver/nvidia-caps/mig-minors")
@@ -45,7 +45,7 @@ def cap_minors(
     return base, base + 1 + ci
 
 
-def nvidia_edits(backend: NvidiaBackend, target: Target) -> ContainerEdits:
+def nvidia_edits(backend: CudaTargets, target: Target) -> ContainerEdits:
     env = backend.visibility_env([target])  # refuses vGPUs and MIG-enabled whole GPUs
     parent = target.device_native_id if isinstance(target, PartitionInfo) else target.native_id
     with backend._nvml(f"reading the device node of {backend.name}:{target.native_id}"):
