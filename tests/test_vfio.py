@@ -62,28 +62,36 @@ def test_claimed_device_and_group_partner_are_refused(
     state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from accelpool import claims
+    from accelpool.pcisysfs import PciSysfs
+    from accelpool.sim.pcikernel import SimPciKernel
 
     with accelpool.discover(sim="vgpu-host") as inv:
         dev = inv.device("nvidia:1")
         claims.claim(dev, holder="k8s:abc", owner="pod x")
         root = dev.backend_instance.context.sim.root
     rc, _, err = cli(capsys, "vfio", "bind", "nvidia:1")
-    assert rc == 1 and "k8s:abc" in err
-    vstatus(capsys)  # renders the tree
-    partner = root / "sysfs/bus/pci/devices/0000:07:00.1"
-    partner.mkdir(mode=0o700)
-    for name, value in (("iommu_group", "1"), ("driver", "snd_hda_intel")):
-        (partner / name).write_text(value)
+    assert rc == 1 and "k8s:abc" in err and len(err.strip().splitlines()) == 1
+    group = vstatus(capsys)[0]["iommu_group"]
+    # the GPU's HDMI audio function joins its IOMMU group, on a host driver
+    SimPciKernel(root / "host").add_function("0000:07:00.1", "snd_hda_intel", group=int(group))
+    rc, out, _ = cli(capsys, "vfio", "status")
+    assert "0000:07:00.1 (snd_hda_intel)" in out
     rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
     assert rc == 1 and "0000:07:00.1" in err and "snd_hda_intel" in err
-    (partner / "driver").write_text("vfio-pci")
+    assert vstatus(capsys)[0]["driver"] == "nvidia"  # nothing was done
+    host = root / "host"  # the admin unbinds the audio function
+    PciSysfs(host, kernel=SimPciKernel(host)).unbind_driver("0000:07:00.1")
     rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
     assert rc == 0, err
+    assert vstatus(capsys)[0]["passed_through"] is True
 
 
-@pytest.mark.parametrize("step", ["driver_override", "driver"])
+@pytest.mark.parametrize(
+    ("step", "then"),
+    [("claim", "bind"), ("driver_override", "unbind"), ("unbind", "bind"), ("probe", "unbind")],
+)
 def test_kill_midway_is_reported_and_completed(
-    state: Path, capsys: pytest.CaptureFixture[str], step: str
+    state: Path, capsys: pytest.CaptureFixture[str], step: str, then: str
 ) -> None:
     env = dict(os.environ, ACCELPOOL_VFIO_DIE_AFTER=step)
     p = subprocess.run(
@@ -92,15 +100,22 @@ def test_kill_midway_is_reported_and_completed(
         capture_output=True,
         timeout=20,
     )
-    assert p.returncode == -9
+    assert p.returncode == -9, p.stderr
     st = vstatus(capsys)[0]
     assert st["pending"] == "bind" and st["passed_through"] is False
     rc, out, _ = cli(capsys, "vfio", "status")
     assert "pending bind" in out
-    rc, out, err = cli(capsys, "vfio", "unbind", "nvidia:0", "--json")
+    rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
+    assert rc == 1 and "vfio unbind" in err  # the half-bound device is still held
+    rc, out, err = cli(capsys, "vfio", then, "nvidia:0", "--json")
     assert rc == 0, err
     st = json.loads(out)[0]
-    assert st["driver"] == "nvidia" and st["pending"] is None
+    assert st["pending"] is None
+    if then == "bind":
+        assert st["driver"] == "vfio-pci" and st["passed_through"] is True
+        assert cli(capsys, "vfio", "unbind", "nvidia:0")[0] == 0
+    else:
+        assert st["driver"] == "nvidia" and st["override"] is None and st["holder"] is None
     rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
     assert rc == 0, err
 

@@ -39,6 +39,16 @@ def register(sub: Any) -> None:
     d.set_defaults(func=_cmd_detach)
 
 
+def _state_word(s: Any) -> str:
+    if s.pending:
+        return f"pending {s.pending} (rerun vfio bind or unbind)"
+    if s.passed_through:
+        return f"passed through ({s.holder})" if s.holder else "passed through (not by accelpool)"
+    if s.group_blockers:
+        return "host; group partner on a host driver: " + ", ".join(s.group_blockers)
+    return "host" if s.driver else "no driver"
+
+
 def _show(args: argparse.Namespace, states: list[Any]) -> int:
     if args.json:
         print_json([s.to_json() for s in states])
@@ -50,11 +60,9 @@ def _show(args: argparse.Namespace, states: list[Any]) -> int:
                 s.device,
                 s.pci,
                 s.driver or "-",
-                s.host_driver,
-                s.iommu_group,
-                f"pending {s.pending} (rerun bind or unbind)"
-                if s.pending
-                else ("passed through" if s.passed_through else "host"),
+                s.host_driver or "-",
+                s.iommu_group or "-",
+                _state_word(s),
             )
             for s in states
         ],
