@@ -43,7 +43,9 @@ def test_bind_unbind_round_trip_and_refusals(
     assert rc == 0, err
     assert json.loads(out)[0]["driver"] == "vfio-pci"
     rc, out, _ = cli(capsys, "ls")
-    assert "vfio:" in out
+    assert "passed through (vfio-pci)" in out
+    rc, out, _ = cli(capsys, "ls", "--json")
+    assert [d["passed_through"] for d in json.loads(out)["devices"]] == [True, False]
     rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
     assert rc == 1 and "passed through to vfio-pci" in err and "vfio unbind" in err
     assert len(err.strip().splitlines()) == 1
@@ -84,6 +86,20 @@ def test_claimed_device_and_group_partner_are_refused(
     rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
     assert rc == 0, err
     assert vstatus(capsys)[0]["passed_through"] is True
+
+
+def test_device_with_processes_is_refused(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with accelpool.discover(sim="dgx-a100") as inv:
+        dev = inv.device("nvidia:2")
+        sim = dev.backend_instance.simulator  # type: ignore[attr-defined]
+        pid = sim.add_process(dev.info.native_id)
+        assert dev.backend_instance.device_processes(dev.info) == [pid]  # through NVML
+    rc = main(["--sim", "dgx-a100", "vfio", "bind", "nvidia:2"])
+    _, err = capsys.readouterr()
+    assert rc == 1 and f"process(es) {pid} use it" in err
+    sim.remove_process(pid)
+    assert main(["--sim", "dgx-a100", "vfio", "bind", "nvidia:2"]) == 0
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize(
@@ -164,7 +180,7 @@ def test_attach_detach_on_libvirt_test_driver(
     xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert "bus='0x07'" in xml
     rc, out, _ = cli(capsys, "ls")
-    assert "vm:test" in out
+    assert "VM test (vfio-pci)" in out
     rc, _, err = cli(capsys, "vfio", "unbind", "nvidia:0")
     assert rc == 1 and "vm detach" in err
     rc, out, err = cli(capsys, "vm", "detach", "nvidia:0", "--domain", "test", "--connect", uri)

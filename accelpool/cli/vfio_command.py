@@ -43,7 +43,9 @@ def _state_word(s: Any) -> str:
     if s.pending:
         return f"pending {s.pending} (rerun vfio bind or unbind)"
     if s.passed_through:
-        return f"passed through ({s.holder})" if s.holder else "passed through (not by accelpool)"
+        if s.holder and s.holder.startswith("vm:"):
+            return f"passed through, attached to VM {s.holder[3:]}"
+        return "passed through" if s.holder else "passed through (not by accelpool)"
     if s.group_blockers:
         return "host; group partner on a host driver: " + ", ".join(s.group_blockers)
     return "host" if s.driver else "no driver"

@@ -1715,6 +1715,22 @@ class _Impl:
         ids = sorted(int(k) for k in self.s._g(ns, gpu).get("vgpus", {}))
         return self._id_list(ids, count, arr)
 
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, h: Any, count: Any, arr: Any) -> int:
+        """Processes (``add_process``) on the GPU or its MIG devices and vGPUs."""
+        gpu, ns = self.s._gpu(h), self.s.snapshot().ns
+        procs = ns.get("procs", {}).items()
+        pids = sorted(int(p) for p, t in procs if self.s._busy({**ns, "procs": {p: t}}, gpu))
+        c = _out(count)
+        if arr is None or c.value < len(pids):
+            c.value = len(pids)
+            return rc.INSUFFICIENT_SIZE if pids else rc.SUCCESS
+        target = _out(arr) if isinstance(arr, _CArg) else arr
+        for i, pid in enumerate(pids):
+            target[i].pid, target[i].usedGpuMemory = pid, 0
+            target[i].gpuInstanceId = target[i].computeInstanceId = 0xFFFFFFFF
+        c.value = len(pids)
+        return rc.SUCCESS
+
     def nvmlVgpuTypeGetName(self, type_id: Any, buf: Any, size: Any) -> int:
         t = self.s._vgpu_type(_val(type_id))
         _set_str(buf, _val(size), t.name)
