@@ -117,9 +117,18 @@ def _cmd_plan(args: argparse.Namespace, ctx: CliContext) -> int:
 
     rows = vmplan.plan(ctx.inventory(), vmplan.load(args.flavours))
     if args.json:
-        print_json(rows)
+        print_json([r.to_json() for r in rows])
         return 0
     print_table(
-        ("FLAVOUR", "VMS", "DEVICES"), [(r["flavour"], r["vms"], len(r["devices"])) for r in rows]
+        ("FLAVOUR", "VMS", "DEVICES", "NOTE"),
+        [
+            (
+                r.flavour,
+                r.vms,
+                ", ".join(f"{d} x{n}" if n > 1 else d for d, n in r.devices.items()) or "-",
+                r.reason,
+            )
+            for r in rows
+        ],
     )
     return 0
