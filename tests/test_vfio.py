@@ -188,3 +188,25 @@ def test_attach_detach_on_libvirt_test_driver(
     xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert "bus='0x07'" not in xml
     assert cli(capsys, "vfio", "unbind", "nvidia:0")[0] == 0
+
+
+def test_planted_links_in_the_fleet_tree_are_not_followed(
+    state: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with accelpool.discover(sim="vgpu-host") as inv:
+        root = inv.device("nvidia:0").backend_instance.context.sim.root
+    vstatus(capsys)  # makes the tree
+    node = root / "host/sys/devices/pci0000:00/0000:07:00.0"
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    (node / "driver_override").unlink()
+    (node / "driver_override").symlink_to(precious)
+    rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
+    assert rc == 1 and "is a link; refused" in err and len(err.strip().splitlines()) == 1
+    assert precious.read_text() == "keep me\n"
+    (node / "driver_override").unlink()
+    (node / "driver_override").write_text("(null)\n")
+    (node / "driver").unlink()
+    (node / "driver").symlink_to("/etc")
+    rc, _, err = cli(capsys, "vfio", "status")
+    assert rc == 1 and "absolute link" in err
