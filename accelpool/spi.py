@@ -37,6 +37,7 @@ from accelpool.types import (
 
 if TYPE_CHECKING:  # fleets are only loaded when simulating
     from accelpool.container import ContainerEdits
+    from accelpool.pcisysfs import PassthroughInfo, PciSysfs
     from accelpool.sim.fleet import FleetDevice
     from accelpool.sim.state import StateStore
 
@@ -174,6 +175,52 @@ class Backend(abc.ABC):
 
         return edits_from_env(self.visibility_env([target]))
 
+    # -- whole-device passthrough (VFIO); defaults work for any PCI-backed backend ----
+    #: the host driver of this backend's PCI functions (a simulated host binds it)
+    pci_driver: str | None = None
+
+    def pci_address(self, device: DeviceInfo) -> str | None:
+        """``device``'s PCI address as sysfs spells it (``0000:07:00.0``), ``None`` if none.
+
+        Default: the attribute whose name ends in ``pciBusID`` (``nvidia.com/pciBusID``).
+        """
+        from accelpool.pcisysfs import pci_address
+
+        for key, value in device.attributes.items():
+            if key.lower().endswith("pcibusid") and isinstance(value, str) and value:
+                return pci_address(value)
+        return None
+
+    def pci_sysfs(self) -> PciSysfs:
+        """The PCI sysfs passthrough runs on: ``/sys`` (option ``host_root`` moves the
+        ``/``), or, in a simulated fleet, a tree laid out like it under the fleet's folder."""
+        return _default_pci_sysfs(self)
+
+    def passthrough_state(self, device: DeviceInfo) -> PassthroughInfo:
+        """Driver, ``driver_override`` and IOMMU group of ``device`` as sysfs says."""
+        return self.pci_sysfs().info(_require_pci(self, device))
+
+    def bind_vfio(self, device: DeviceInfo) -> PassthroughInfo:
+        """Detach ``device`` from its host driver and bind it to ``vfio-pci``.
+
+        The core has already refused a device with partitions, claims or processes.
+        Default: the kernel's sysfs steps (:func:`accelpool.vfio.sysfs_bind`); each step
+        is idempotent, so a bind killed midway is completed by the next bind or unbind.
+        """
+        from accelpool.vfio import sysfs_bind
+
+        return sysfs_bind(self.pci_sysfs(), _require_pci(self, device))
+
+    def unbind_vfio(self, device: DeviceInfo) -> PassthroughInfo:
+        """Give ``device`` back to its host driver (clear the override, unbind, probe)."""
+        from accelpool.vfio import sysfs_unbind
+
+        return sysfs_unbind(self.pci_sysfs(), _require_pci(self, device))
+
+    def device_processes(self, device: DeviceInfo) -> Sequence[int] | None:
+        """Process ids using ``device`` (NVML's running processes, say); ``None``: unknown."""
+        return None
+
     def inject_fault(self, fault: str, device: DeviceInfo) -> None:
         """Simulators only: make ``device`` misbehave from now on.
 
@@ -200,3 +247,34 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately empty by default
         """Release vendor resources (called when the inventory is closed)."""
+
+
+def _require_pci(backend: Backend, device: DeviceInfo) -> str:
+    pci = backend.pci_address(device)
+    if pci is None:
+        raise UnsupportedOperation(
+            f"{backend.name}:{device.index} has no PCI address: it cannot be passed through"
+        )
+    return pci
+
+
+def _default_pci_sysfs(backend: Backend) -> PciSysfs:
+    from accelpool.pcisysfs import PciSysfs
+
+    cached = getattr(backend, "_accelpool_pci_sysfs", None)
+    if isinstance(cached, PciSysfs):
+        return cached
+    sim = backend.context.sim
+    if sim is None:
+        fs = PciSysfs(Path(str(backend.context.options.get("host_root", "/"))))
+    else:
+        from accelpool.sim.pcikernel import SimPciKernel
+
+        kernel = SimPciKernel(sim.root / "host", lock=sim.state.lock)
+        for info in backend.devices():
+            pci = backend.pci_address(info)
+            if pci is not None:
+                kernel.add_function(pci, backend.pci_driver or backend.name)
+        fs = PciSysfs(sim.root / "host", kernel=kernel)
+    backend._accelpool_pci_sysfs = fs  # type: ignore[attr-defined]
+    return fs

@@ -1,36 +1,47 @@
 """Whole-device passthrough (VDGA): hand a PCI device to ``vfio-pci`` and take it back.
 
-The kernel's documented steps are: write ``vfio-pci`` to the device's
-``driver_override``, write its address to its current driver's ``unbind``, then to
-``drivers_probe`` (or ``vfio-pci``'s ``bind``); giving it back clears the override and
-probes again. Every other function of the device's IOMMU group must already be bound
-to ``vfio-pci`` (or a stub) or the group cannot be assigned.
+The core's part: the safety rules and the claim; the sysfs steps are the backend's
+(:meth:`accelpool.spi.Backend.bind_vfio`), whose default, :func:`sysfs_bind`, is the
+kernel's documented sequence on :class:`accelpool.pcisysfs.PciSysfs`: write ``vfio-pci``
+to the device's ``driver_override``, its address to its driver's ``unbind``, then to
+``drivers_probe``; giving it back clears the override, unbinds and probes again.
 
-In a simulated fleet this runs on a simulated sysfs tree under the fleet's own folder
-(``sysfs/bus/pci/devices/<addr>/{driver,driver_override,iommu_group}``), written
-through :mod:`accelpool.safefs`: nothing outside the tree, no link followed. A bound
-device holds a named claim ``vfio:<device id>``, so sessions and partition changes
-refuse it with a line naming the claim. A bind or unbind killed midway leaves a
-``pending`` record that :func:`status` reports and the next bind or unbind completes.
+A bind is refused while the device has partitions, a claim, processes using it (where
+the backend can tell), or an IOMMU group partner on a host driver; each refusal names
+its blocker. A bound device holds the named claim ``vfio:<device id>``, so sessions and
+partition changes refuse it. The claim is taken before the first sysfs step and its
+owner text says which operation runs (``binding``/``unbinding``) and the host driver:
+a bind or unbind killed midway is reported by :func:`status` as ``pending`` and the
+next bind or unbind completes it, every step being idempotent.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from accelpool.errors import InUse, InvalidRequest, UnsupportedOperation
-from accelpool.safefs import Policy, SafeDir, open_root
+from accelpool.pcisysfs import STUB_DRIVERS, VFIO_DRIVER, PassthroughInfo, PciSysfs
 
 if TYPE_CHECKING:
     from accelpool.inventory import Device
 
-__all__ = ["VFIO_DRIVER", "PassthroughState", "bind", "holder_of", "status", "unbind"]
+__all__ = [
+    "VFIO_DRIVER",
+    "PassthroughState",
+    "bind",
+    "holder_of",
+    "state",
+    "status",
+    "sysfs_bind",
+    "sysfs_unbind",
+    "unbind",
+]
 
-VFIO_DRIVER = "vfio-pci"
-STUBS = (VFIO_DRIVER, "pci-stub")
+_BINDING, _UNBINDING, _BOUND = "binding to vfio-pci", "unbinding from vfio-pci", "passed through"
+_HOST = re.compile(r"\(host driver ([^)]*)\)")
 
 
 @dataclass(frozen=True)
@@ -38,191 +49,206 @@ class PassthroughState:
     device: str
     pci: str
     driver: str | None
-    host_driver: str
-    iommu_group: str
+    host_driver: str | None
+    override: str | None
+    iommu_group: str | None
+    group_blockers: tuple[str, ...]
     passed_through: bool
     pending: str | None  # "bind" or "unbind" left half done by a killed process
+    holder: str | None  # the claim on the device, if any
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        doc = asdict(self)
+        doc["group_blockers"] = list(self.group_blockers)
+        return doc
 
 
 def holder_of(device_id: str) -> str:
     return "vfio:" + device_id.replace(" ", "_")
 
 
-def _pci(dev: Device) -> str:
-    for k, v in dev.attributes.items():
-        if k.lower().endswith("pcibusid") and isinstance(v, str) and ":" in v:
-            dom, rest = v.split(":", 1)
-            return f"{int(dom, 16):04x}:{rest.lower()}"
-    raise UnsupportedOperation(f"{dev.id} has no PCI address: it cannot be passed through")
+def _crash_point(step: str) -> None:
+    """Tests: ``ACCELPOOL_VFIO_DIE_AFTER=step`` kills this process (SIGKILL) right here."""
+    if os.environ.get("ACCELPOOL_VFIO_DIE_AFTER") == step:
+        os.kill(os.getpid(), 9)
 
 
-def _host_driver(dev: Device) -> str:
-    return {"nvidia": "nvidia", "ascend": "devdrv", "cambricon": "cambricon"}.get(
-        dev.backend, dev.backend
-    )
+# -- the default sysfs steps (behind the SPI) ---------------------------------------------
+def sysfs_bind(fs: PciSysfs, pci: str) -> PassthroughInfo:
+    """The kernel's steps binding ``pci`` to ``vfio-pci``; each is skipped when done."""
+    info = fs.info(pci)
+    _refuse_group(pci, info)
+    if not fs.vfio_loaded():
+        raise UnsupportedOperation(
+            f"cannot pass {pci} through: the vfio-pci driver is not loaded "
+            "(modprobe vfio-pci; the IOMMU must be on: intel_iommu=on or amd_iommu=on)"
+        )
+    if info.override != VFIO_DRIVER:
+        fs.set_override(pci, VFIO_DRIVER)
+        _crash_point("driver_override")
+    if info.driver not in (None, VFIO_DRIVER):
+        fs.unbind_driver(pci)
+        _crash_point("unbind")
+    if fs.driver(pci) != VFIO_DRIVER:
+        fs.probe(pci)
+        _crash_point("probe")
+    after = fs.info(pci)
+    if not after.on_vfio:
+        raise InvalidRequest(
+            f"vfio-pci did not take {pci} (driver now {after.driver or 'none'}); check the "
+            "kernel log (dmesg) and that the IOMMU is on; run 'accelpool vfio unbind' to undo"
+        )
+    return after
 
 
-class _Tree:
-    """The simulated sysfs of one fleet (the kernel's effects played by this class)."""
-
-    def __init__(self, dev: Device) -> None:
-        sim = dev.backend_instance.context.sim
-        if sim is None:
-            raise UnsupportedOperation(
-                "vfio on a real host is not built yet; use a simulated fleet (--sim PRESET)"
-            )
-        root = open_root(sim.root, Policy(), create=True, what="simulated fleet folder")
-        assert root is not None
-        self.root: SafeDir = root
-        self.devs = root.makedirs("sysfs/bus/pci/devices")
-
-    def close(self) -> None:
-        self.devs.close()
-        self.root.close()
-
-    def ensure(self, pci: str, host: str, group: str) -> SafeDir:
-        d = self.devs.makedirs(pci)
-        if d.lstat("iommu_group") is None:
-            d.write_bytes("iommu_group", group.encode())
-            d.write_bytes("driver", host.encode())
-            d.write_bytes("host_driver", host.encode())
-            d.write_bytes("driver_override", b"(null)")
-        return d
-
-    def read(self, d: SafeDir, name: str) -> str:
-        return (d.read_bytes(name) or b"").decode().strip()
-
-    def group_members(self, group: str) -> list[str]:
-        out = []
-        for name in sorted(self.devs.listdir()):
-            d = self.devs.subdir(name, create=False)
-            if d is None:
-                continue
-            with d:
-                if self.read(d, "iommu_group") == group:
-                    out.append(name)
-        return out
+def sysfs_unbind(fs: PciSysfs, pci: str) -> PassthroughInfo:
+    """The kernel's steps giving ``pci`` back to its own driver."""
+    info = fs.info(pci)
+    if info.override is not None:
+        fs.set_override(pci, None)
+        _crash_point("driver_override")
+    if info.driver == VFIO_DRIVER:
+        fs.unbind_driver(pci)
+        _crash_point("unbind")
+    if fs.driver(pci) is None:
+        fs.probe(pci)
+        _crash_point("probe")
+    after = fs.info(pci)
+    if after.on_vfio:
+        raise InvalidRequest(f"{pci} is still bound to vfio-pci after unbind; see dmesg")
+    return after
 
 
-def _state(tree: _Tree, dev: Device) -> tuple[SafeDir, PassthroughState]:
-    pci = _pci(dev)
-    group = str(dev.index + 1)
-    d = tree.ensure(pci, _host_driver(dev), group)
-    drv = tree.read(d, "driver") or None
-    pend = tree.read(d, "pending") or None
-    st = PassthroughState(
+def _refuse_group(who: str, info: PassthroughInfo) -> None:
+    if info.group_blockers:
+        raise InUse(
+            f"cannot pass {who} through: IOMMU group {info.iommu_group} member "
+            f"{', '.join(info.group_blockers)} is still bound to a host driver; bind "
+            f"every function of the group to {VFIO_DRIVER} (or {STUB_DRIVERS[1]}) first"
+        )
+
+
+# -- the core: state, safety rules and the claim -----------------------------------------
+def _info(dev: Device) -> PassthroughInfo:
+    from accelpool.inventory import _guard
+
+    b = dev.backend_instance
+    return _guard(b, lambda: b.passthrough_state(dev.info))
+
+
+def state(dev: Device) -> PassthroughState:
+    """What sysfs and the claims say about ``dev``."""
+    from accelpool import claims
+
+    info = _info(dev)
+    c = claims.lookup(dev)
+    holder = c.holder if c is not None and c.named else None
+    owner = (c.owner or "") if c is not None and holder == holder_of(dev.id) else ""
+    pending = "bind" if owner.startswith(_BINDING) else None
+    pending = "unbind" if owner.startswith(_UNBINDING) else pending
+    m = _HOST.search(owner)
+    host = m.group(1) if m else (info.driver if info.driver not in STUB_DRIVERS else None)
+    return PassthroughState(
         dev.id,
-        pci,
-        drv,
-        tree.read(d, "host_driver"),
-        tree.read(d, "iommu_group"),
-        drv == VFIO_DRIVER and pend is None,
-        pend,
+        info.pci,
+        info.driver,
+        host,
+        info.override,
+        info.iommu_group,
+        info.group_blockers,
+        info.on_vfio and pending is None,
+        pending,
+        holder,
     )
-    return d, st
 
 
 def status(devices: list[Device]) -> list[PassthroughState]:
+    """The state of every device that is a PCI function (the others are left out)."""
     out = []
     for dev in devices:
-        try:
-            _pci(dev)
-        except UnsupportedOperation:
+        if dev.lost or dev.backend_instance.pci_address(dev.info) is None:
             continue
-        tree = _Tree(dev)
-        try:
-            d, st = _state(tree, dev)
-            d.close()
-        finally:
-            tree.close()
-        out.append(st)
+        out.append(state(dev))
     return out
 
 
-def _step(d: SafeDir, name: str, value: str) -> None:
-    d.write_bytes(name, value.encode())
-    if os.environ.get("ACCELPOOL_VFIO_DIE_AFTER") == name:  # tests: kill -9 between steps
-        os.kill(os.getpid(), 9)
+def _refuse_busy(dev: Device, st: PassthroughState) -> None:
+    from accelpool import claims
+    from accelpool.inventory import _guard
+
+    parts = dev.partitions()
+    if parts:
+        raise InUse(
+            f"cannot pass {dev.id} through: it has {len(parts)} partition(s) "
+            f"({', '.join(p.id for p in parts[:3])}); destroy them first "
+            "(accelpool partition destroy ID)"
+        )
+    found = [c for c in claims.blockers(dev) if c.holder != holder_of(dev.id)]
+    if found:
+        raise InUse(
+            f"cannot pass {dev.id} through: it is claimed by {found[0].describe()} "
+            f"({found[0].target}); release it first"
+        )
+    b = dev.backend_instance
+    pids = _guard(b, lambda: b.device_processes(dev.info))
+    if pids:
+        raise InUse(
+            f"cannot pass {dev.id} through: process(es) {', '.join(map(str, pids))} use it; "
+            "stop them first"
+        )
+    _refuse_group(dev.id, PassthroughInfo(st.pci, None, None, st.iommu_group, st.group_blockers))
 
 
 def bind(dev: Device) -> PassthroughState:
     """Detach ``dev`` from its host driver and bind it to ``vfio-pci``."""
     from accelpool import claims
+    from accelpool.inventory import _guard
 
-    tree = _Tree(dev)
-    try:
-        d, st = _state(tree, dev)
-        with d:
-            if st.passed_through:
-                return st
-            if st.pending is None:
-                if dev.partitions():
-                    raise InUse(
-                        f"cannot pass {dev.id} through: it has {len(dev.partitions())} "
-                        "partition(s); destroy them first (accelpool partition destroy ID)"
-                    )
-                found = claims.blockers(dev)
-                if found:
-                    raise InUse(
-                        f"cannot pass {dev.id} through: it is claimed by "
-                        f"{found[0].describe()}; release it first"
-                    )
-                for other in tree.group_members(st.iommu_group):
-                    if other == st.pci:
-                        continue
-                    od = tree.devs.subdir(other, create=False)
-                    assert od is not None
-                    with od:
-                        drv = tree.read(od, "driver")
-                    if drv and drv not in STUBS:
-                        raise InUse(
-                            f"cannot pass {dev.id} through: IOMMU group {st.iommu_group} "
-                            f"member {other} is still bound to host driver {drv}; bind it to "
-                            f"{VFIO_DRIVER} first"
-                        )
-            d.write_bytes("pending", b"bind")
-            claims.claim(dev, holder=holder_of(dev.id), owner=f"passed through to {VFIO_DRIVER}")
-            _step(d, "driver_override", VFIO_DRIVER)
-            _step(d, "driver", "")  # unbind from the host driver
-            _step(d, "driver", VFIO_DRIVER)  # drivers_probe picks the override
-            d.remove("pending")
-            return _state(tree, dev)[1]
-    finally:
-        tree.close()
+    st = state(dev)
+    if st.passed_through and st.holder is not None:
+        return st
+    if st.pending is None:
+        _refuse_busy(dev, st)
+    host = st.host_driver or "none"
+    me = holder_of(dev.id)
+    claims.claim(dev, holder=me, owner=f"{_BINDING} (host driver {host})")
+    _crash_point("claim")
+    b = dev.backend_instance
+    _guard(b, lambda: b.bind_vfio(dev.info))
+    claims.claim(dev, holder=me, owner=f"{_BOUND} to {VFIO_DRIVER} (host driver {host})")
+    return state(dev)
 
 
 def unbind(dev: Device) -> PassthroughState:
     """Give ``dev`` back to its host driver."""
     from accelpool import claims
+    from accelpool.inventory import _guard
 
-    tree = _Tree(dev)
-    try:
-        d, st = _state(tree, dev)
-        with d:
-            if st.driver != VFIO_DRIVER and st.pending is None:
-                return st
-            for c in claims.blockers(dev):
-                if c.named and c.holder != holder_of(dev.id):
-                    raise InUse(
-                        f"cannot unbind {dev.id}: it is attached to {c.describe()}; "
-                        "detach it first (accelpool vm detach)"
-                    )
-            d.write_bytes("pending", b"unbind")
-            _step(d, "driver_override", "(null)")
-            _step(d, "driver", "")
-            _step(d, "driver", st.host_driver)
-            claims.release(holder_of(dev.id))
-            d.remove("pending")
-            return _state(tree, dev)[1]
-    finally:
-        tree.close()
+    st = state(dev)
+    me = holder_of(dev.id)
+    if not st.passed_through and st.pending is None and st.driver != VFIO_DRIVER:
+        if st.holder == me:
+            claims.release(me)
+        return state(dev)
+    for c in claims.blockers(dev):
+        if c.holder != me:
+            raise InUse(
+                f"cannot unbind {dev.id}: it is attached to {c.describe()}; "
+                "detach it first (accelpool vm detach)"
+            )
+    claims.claim(dev, holder=me, owner=f"{_UNBINDING} (host driver {st.host_driver or 'none'})")
+    _crash_point("claim")
+    b = dev.backend_instance
+    _guard(b, lambda: b.unbind_vfio(dev.info))
+    claims.release(me)
+    return state(dev)
 
 
-def dumps(states: list[PassthroughState]) -> str:
-    return json.dumps([s.to_json() for s in states], indent=2)
+def pci_of(dev: Device) -> str:
+    pci = dev.backend_instance.pci_address(dev.info)
+    if pci is None:
+        raise UnsupportedOperation(f"{dev.id} has no PCI address: it cannot be passed through")
+    return pci
 
 
 def require_device(ref: object) -> None:

@@ -118,8 +118,7 @@ def _swap_to_vm(target: Any, domain: str) -> None:
 
     if not isinstance(target, Device):
         return
-    st = vfio.status([target])
-    if not (st and st[0].passed_through):
+    if not vfio.state(target).passed_through:
         raise InvalidRequest(
             f"{target.id} is not bound to vfio-pci: run 'accelpool vfio bind {target.id}' first"
         )
@@ -134,8 +133,11 @@ def _swap_back(target: Any) -> None:
     from accelpool.inventory import Device
 
     if isinstance(target, Device) and claims.lookup(target) is None:
-        st = vfio.status([target])
-        if st and st[0].driver == vfio.VFIO_DRIVER:
+        st = vfio.state(target)
+        if st.driver == vfio.VFIO_DRIVER:
+            host = st.host_driver or "none"
             claims.claim(
-                target, holder=vfio.holder_of(target.id), owner="passed through to vfio-pci"
+                target,
+                holder=vfio.holder_of(target.id),
+                owner=f"passed through to vfio-pci (host driver {host})",
             )

@@ -17,11 +17,11 @@ def hostdev_xml(target: Any, *, managed: bool | None = None) -> str:
     if isinstance(target, Device):
         from accelpool import vfio
 
-        pci = vfio._pci(target)
+        pci = vfio.pci_of(target)
         dom, bus, rest = pci.split(":")
         slot, fn = rest.split(".")
         if managed is None:
-            managed = not any(s.passed_through for s in vfio.status([target]))
+            managed = not vfio.state(target).passed_through
         return (
             f"<hostdev mode='subsystem' type='pci' managed='{'yes' if managed else 'no'}'>\n"
             f"  <source>\n"

@@ -43,7 +43,9 @@ def test_bind_unbind_round_trip_and_refusals(
     assert rc == 0, err
     assert json.loads(out)[0]["driver"] == "vfio-pci"
     rc, out, _ = cli(capsys, "ls")
-    assert "vfio:" in out
+    assert "passed through (vfio-pci)" in out
+    rc, out, _ = cli(capsys, "ls", "--json")
+    assert [d["passed_through"] for d in json.loads(out)["devices"]] == [True, False]
     rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
     assert rc == 1 and "passed through to vfio-pci" in err and "vfio unbind" in err
     assert len(err.strip().splitlines()) == 1
@@ -62,28 +64,50 @@ def test_claimed_device_and_group_partner_are_refused(
     state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from accelpool import claims
+    from accelpool.pcisysfs import PciSysfs
+    from accelpool.sim.pcikernel import SimPciKernel
 
     with accelpool.discover(sim="vgpu-host") as inv:
         dev = inv.device("nvidia:1")
         claims.claim(dev, holder="k8s:abc", owner="pod x")
         root = dev.backend_instance.context.sim.root
     rc, _, err = cli(capsys, "vfio", "bind", "nvidia:1")
-    assert rc == 1 and "k8s:abc" in err
-    vstatus(capsys)  # renders the tree
-    partner = root / "sysfs/bus/pci/devices/0000:07:00.1"
-    partner.mkdir(mode=0o700)
-    for name, value in (("iommu_group", "1"), ("driver", "snd_hda_intel")):
-        (partner / name).write_text(value)
+    assert rc == 1 and "k8s:abc" in err and len(err.strip().splitlines()) == 1
+    group = vstatus(capsys)[0]["iommu_group"]
+    # the GPU's HDMI audio function joins its IOMMU group, on a host driver
+    SimPciKernel(root / "host").add_function("0000:07:00.1", "snd_hda_intel", group=int(group))
+    rc, out, _ = cli(capsys, "vfio", "status")
+    assert "0000:07:00.1 (snd_hda_intel)" in out
     rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
     assert rc == 1 and "0000:07:00.1" in err and "snd_hda_intel" in err
-    (partner / "driver").write_text("vfio-pci")
+    assert vstatus(capsys)[0]["driver"] == "nvidia"  # nothing was done
+    host = root / "host"  # the admin unbinds the audio function
+    PciSysfs(host, kernel=SimPciKernel(host)).unbind_driver("0000:07:00.1")
     rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
     assert rc == 0, err
+    assert vstatus(capsys)[0]["passed_through"] is True
 
 
-@pytest.mark.parametrize("step", ["driver_override", "driver"])
+def test_device_with_processes_is_refused(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with accelpool.discover(sim="dgx-a100") as inv:
+        dev = inv.device("nvidia:2")
+        sim = dev.backend_instance.simulator  # type: ignore[attr-defined]
+        pid = sim.add_process(dev.info.native_id)
+        assert dev.backend_instance.device_processes(dev.info) == [pid]  # through NVML
+    rc = main(["--sim", "dgx-a100", "vfio", "bind", "nvidia:2"])
+    _, err = capsys.readouterr()
+    assert rc == 1 and f"process(es) {pid} use it" in err
+    sim.remove_process(pid)
+    assert main(["--sim", "dgx-a100", "vfio", "bind", "nvidia:2"]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("step", "then"),
+    [("claim", "bind"), ("driver_override", "unbind"), ("unbind", "bind"), ("probe", "unbind")],
+)
 def test_kill_midway_is_reported_and_completed(
-    state: Path, capsys: pytest.CaptureFixture[str], step: str
+    state: Path, capsys: pytest.CaptureFixture[str], step: str, then: str
 ) -> None:
     env = dict(os.environ, ACCELPOOL_VFIO_DIE_AFTER=step)
     p = subprocess.run(
@@ -92,15 +116,22 @@ def test_kill_midway_is_reported_and_completed(
         capture_output=True,
         timeout=20,
     )
-    assert p.returncode == -9
+    assert p.returncode == -9, p.stderr
     st = vstatus(capsys)[0]
     assert st["pending"] == "bind" and st["passed_through"] is False
     rc, out, _ = cli(capsys, "vfio", "status")
     assert "pending bind" in out
-    rc, out, err = cli(capsys, "vfio", "unbind", "nvidia:0", "--json")
+    rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
+    assert rc == 1 and "vfio unbind" in err  # the half-bound device is still held
+    rc, out, err = cli(capsys, "vfio", then, "nvidia:0", "--json")
     assert rc == 0, err
     st = json.loads(out)[0]
-    assert st["driver"] == "nvidia" and st["pending"] is None
+    assert st["pending"] is None
+    if then == "bind":
+        assert st["driver"] == "vfio-pci" and st["passed_through"] is True
+        assert cli(capsys, "vfio", "unbind", "nvidia:0")[0] == 0
+    else:
+        assert st["driver"] == "nvidia" and st["override"] is None and st["holder"] is None
     rc, _, err = cli(capsys, "partition", "create", "nvidia:0", "A100X-4C")
     assert rc == 0, err
 
@@ -149,7 +180,7 @@ def test_attach_detach_on_libvirt_test_driver(
     xml = conn.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert "bus='0x07'" in xml
     rc, out, _ = cli(capsys, "ls")
-    assert "vm:test" in out
+    assert "VM test (vfio-pci)" in out
     rc, _, err = cli(capsys, "vfio", "unbind", "nvidia:0")
     assert rc == 1 and "vm detach" in err
     rc, out, err = cli(capsys, "vm", "detach", "nvidia:0", "--domain", "test", "--connect", uri)
@@ -159,20 +190,23 @@ def test_attach_detach_on_libvirt_test_driver(
     assert cli(capsys, "vfio", "unbind", "nvidia:0")[0] == 0
 
 
-def test_vm_plan_counts_match_creates(
+def test_planted_links_in_the_fleet_tree_are_not_followed(
     state: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    f = tmp_path / "fl.toml"
-    f.write_text('[[flavour]]\nname = "small"\nvgpu = "A100X-5C"\ncount = 2\n')
-    rc, out, err = cli(capsys, "vm", "plan", str(f), "--json")
-    assert rc == 0, err
-    (row,) = json.loads(out)
-    assert row["vms"] == 8 and len(row["devices"]) == 2
-    for dev in ("nvidia:0", "nvidia:1"):
-        for _ in range(8):
-            assert cli(capsys, "partition", "create", dev, "A100X-5C")[0] == 0
-        assert cli(capsys, "partition", "create", dev, "A100X-5C")[0] == 1
-    f.write_text('[[flavour]]\nname = "whole"\ngpus = 1\n')
-    rc = main(["--sim", "dgx-a100", "vm", "plan", str(f), "--json"])
-    out, _ = capsys.readouterr()
-    assert rc == 0 and json.loads(out)[0]["vms"] == 8
+    with accelpool.discover(sim="vgpu-host") as inv:
+        root = inv.device("nvidia:0").backend_instance.context.sim.root
+    vstatus(capsys)  # makes the tree
+    node = root / "host/sys/devices/pci0000:00/0000:07:00.0"
+    precious = tmp_path / "precious"
+    precious.write_text("keep me\n")
+    (node / "driver_override").unlink()
+    (node / "driver_override").symlink_to(precious)
+    rc, _, err = cli(capsys, "vfio", "bind", "nvidia:0")
+    assert rc == 1 and "is a link; refused" in err and len(err.strip().splitlines()) == 1
+    assert precious.read_text() == "keep me\n"
+    (node / "driver_override").unlink()
+    (node / "driver_override").write_text("(null)\n")
+    (node / "driver").unlink()
+    (node / "driver").symlink_to("/etc")
+    rc, _, err = cli(capsys, "vfio", "status")
+    assert rc == 1 and "absolute link" in err

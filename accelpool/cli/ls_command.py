@@ -117,7 +117,15 @@ def _memory(t: Telemetry | None, total: int) -> str:
 
 
 def _holder(c: Claim | None) -> str:
-    return "" if c is None else c.describe()
+    if c is None:
+        return ""
+    name = c.holder or ""
+    if name.startswith("vfio:"):
+        done = (c.owner or "").startswith("passed")
+        return "passed through (vfio-pci)" if done else "vfio pending (see vfio status)"
+    if name.startswith("vm:"):
+        return f"VM {name[3:]} (vfio-pci)"
+    return c.describe()
 
 
 def _model(d: Device) -> str:
@@ -211,6 +219,8 @@ def _json(inv: Inventory) -> dict[str, Any]:
         doc["telemetry"] = t.to_json() if t else None
         doc["mode"] = _mode(d)
         doc["holder"] = claims[d.id].to_json() if d.id in claims else None
+        held = claims[d.id].holder or "" if d.id in claims else ""
+        doc["passed_through"] = held.startswith(("vfio:", "vm:"))
         doc["partitions"] = []
         for p in parts or []:
             pj = p.to_json()

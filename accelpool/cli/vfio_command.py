@@ -39,6 +39,18 @@ def register(sub: Any) -> None:
     d.set_defaults(func=_cmd_detach)
 
 
+def _state_word(s: Any) -> str:
+    if s.pending:
+        return f"pending {s.pending} (rerun vfio bind or unbind)"
+    if s.passed_through:
+        if s.holder and s.holder.startswith("vm:"):
+            return f"passed through, attached to VM {s.holder[3:]}"
+        return "passed through" if s.holder else "passed through (not by accelpool)"
+    if s.group_blockers:
+        return "host; group partner on a host driver: " + ", ".join(s.group_blockers)
+    return "host" if s.driver else "no driver"
+
+
 def _show(args: argparse.Namespace, states: list[Any]) -> int:
     if args.json:
         print_json([s.to_json() for s in states])
@@ -50,11 +62,9 @@ def _show(args: argparse.Namespace, states: list[Any]) -> int:
                 s.device,
                 s.pci,
                 s.driver or "-",
-                s.host_driver,
-                s.iommu_group,
-                f"pending {s.pending} (rerun bind or unbind)"
-                if s.pending
-                else ("passed through" if s.passed_through else "host"),
+                s.host_driver or "-",
+                s.iommu_group or "-",
+                _state_word(s),
             )
             for s in states
         ],
@@ -107,9 +117,18 @@ def _cmd_plan(args: argparse.Namespace, ctx: CliContext) -> int:
 
     rows = vmplan.plan(ctx.inventory(), vmplan.load(args.flavours))
     if args.json:
-        print_json(rows)
+        print_json([r.to_json() for r in rows])
         return 0
     print_table(
-        ("FLAVOUR", "VMS", "DEVICES"), [(r["flavour"], r["vms"], len(r["devices"])) for r in rows]
+        ("FLAVOUR", "VMS", "DEVICES", "NOTE"),
+        [
+            (
+                r.flavour,
+                r.vms,
+                ", ".join(f"{d} x{n}" if n > 1 else d for d, n in r.devices.items()) or "-",
+                r.reason,
+            )
+            for r in rows
+        ],
     )
     return 0

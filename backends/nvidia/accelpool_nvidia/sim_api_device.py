@@ -9,6 +9,7 @@ from accelpool_nvidia import nvml_codes as rc
 from accelpool_nvidia.sim_abi import (
     _K_GPU,
     _K_MIG,
+    _CArg,
     _Fail,
     _handle,
     _out,
@@ -367,4 +368,20 @@ class _DeviceApi:
         a.gpuInstanceSliceCount = gp.slices
         a.computeInstanceSliceCount = spec["slices"]
         a.memorySizeMB = gp.memory_mb
+        return rc.SUCCESS
+
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, h: Any, count: Any, arr: Any) -> int:
+        """Processes (``add_process``) on the GPU or its MIG devices and vGPUs."""
+        gpu, ns = self.s._gpu(h), self.s.snapshot().ns
+        procs = ns.get("procs", {}).items()
+        pids = sorted(int(p) for p, t in procs if self.s._busy({**ns, "procs": {p: t}}, gpu))
+        c = _out(count)
+        if arr is None or c.value < len(pids):
+            c.value = len(pids)
+            return rc.INSUFFICIENT_SIZE if pids else rc.SUCCESS
+        target = _out(arr) if isinstance(arr, _CArg) else arr
+        for i, pid in enumerate(pids):
+            target[i].pid, target[i].usedGpuMemory = pid, 0
+            target[i].gpuInstanceId = target[i].computeInstanceId = 0xFFFFFFFF
+        c.value = len(pids)
         return rc.SUCCESS

@@ -34,6 +34,15 @@ class NvmlTelemetry(NvmlDiscovery):
                 power_w=power,
             )
 
+    def device_processes(self, device: DeviceInfo) -> list[int] | None:
+        """NVML's compute processes on the GPU (its MIG devices included)."""
+        with self._nvml(f"listing the processes on {self._dev_id(device)}"):
+            try:
+                procs = pynvml.nvmlDeviceGetComputeRunningProcesses(self._handle(device))
+            except (pynvml.NVMLError_NotSupported, pynvml.NVMLError_FunctionNotFound):
+                return None
+        return sorted({int(p.pid) for p in procs})
+
     def partition_telemetry(self, partition: PartitionInfo) -> Telemetry:
         # NVML reads the memory of a MIG device through its own handle; the utilisation
         # counters are not reported on MIG devices (DCGM profiles them instead).
