@@ -54,6 +54,9 @@ def load_extras(backend: str) -> tuple[list[ExtraChecks], list[str]]:
             f"{type(err).__name__}: {first}"
         )
 
+    # stevedore keeps a group's entry points for the life of the process; a suite run
+    # reads what is installed now.
+    NamedExtensionManager.ENTRY_POINT_CACHE.pop(GROUP, None)
     manager: NamedExtensionManager[Any] = NamedExtensionManager(
         GROUP, names=[backend], on_load_failure_callback=failed
     )
