@@ -12,11 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from accelpool_conformance.invariants import (
+    CheckedBackend,
+    InvariantBroken,
+    broken,
+    check,
+    describe,
+    expect_error,
+)
 
 from accelpool.capabilities import Capability
 from accelpool.errors import AccelPoolError, InUse, InvalidRequest, PermissionDenied
 from accelpool.types import DeviceInfo
-from accelpool_conformance.invariants import CheckedBackend, broken, check, describe, expect_error
 
 MIG_MODE = "MIG mode changes are reported as they happen"
 KINDS_FOLLOW_MODE = "partition kinds follow the GPU's mode"
@@ -28,19 +35,21 @@ def _empty_mig_capable(backend: CheckedBackend) -> DeviceInfo:
     for d in sorted(backend.devices(), key=lambda d: d.index):
         if d.attributes.get("nvidia.com/migCapable") is True and not backend.partitions(d):
             return d
-    pytest.skip("unsupported: no MIG-capable GPU without partitions")
+    raise InvariantBroken(
+        MIG_MODE, "mig.mode is declared supported but no MIG-capable GPU is empty"
+    )
 
 
 def _fresh(backend: CheckedBackend, device: DeviceInfo) -> DeviceInfo:
     for d in backend.devices():
         if d.native_id == device.native_id:
             return d
-    broken(MIG_MODE, f"{device.native_id} is no longer listed after a MIG mode change")
+    raise InvariantBroken(MIG_MODE, f"{device.native_id} is no longer listed after a MIG change")
 
 
 def _set(backend: CheckedBackend, device: DeviceInfo, enabled: bool) -> Any:
     try:
-        return backend.raw.set_mig_mode(device, enabled)  # type: ignore[attr-defined]
+        return backend.raw.set_mig_mode(device, enabled)
     except (InUse, PermissionDenied):
         raise
     except AccelPoolError as e:
