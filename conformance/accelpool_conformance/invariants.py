@@ -138,7 +138,10 @@ def describe(exc: BaseException) -> str:
     name = cls.__name__
     if not isinstance(exc, AccelPoolError) and cls.__module__ not in ("builtins", "__main__"):
         name = f"{cls.__module__}.{name}"
-    text = str(exc).strip().splitlines()
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception as e:  # a vendor error that cannot print itself still has a type
+        return f"{name} (its message cannot be printed: {type(e).__name__}: {e})"
     return f"{name}: {text[0]}" if text else name
 
 

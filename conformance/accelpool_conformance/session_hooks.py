@@ -63,6 +63,9 @@ def _message(exc: BaseException) -> str:
     """The failure text: an invariant's own words, else the error, plus hypothesis notes."""
     if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         return _message(exc.exceptions[0])
+    carried = _carried_invariant(exc)
+    if carried is not None and carried is not exc:
+        exc = carried
     if isinstance(exc, InvariantBroken):
         text = str(exc)
     elif isinstance(exc, pytest.fail.Exception):
@@ -76,6 +79,19 @@ def _message(exc: BaseException) -> str:
     if notes:
         text += "\n" + "\n".join(notes)
     return text
+
+
+def _carried_invariant(exc: BaseException) -> InvariantBroken | None:
+    """The broken invariant an exception carries in its cause or context chain (an error
+    raised while a check reported its finding must not hide the finding)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, InvariantBroken):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class SuitePlugin:
