@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from accelpool.errors import InvalidRequest
 from accelpool.spi import Backend, Target
 from accelpool.types import (
     DeviceInfo,
@@ -123,6 +124,53 @@ class PartitionCpuFallback(Wrapped):
         return placement
 
 
+class MidwaySticks(Wrapped):
+    """A create-fails-midway fault fails every later create until cleared."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self._stuck: set[str] = set()
+
+    def inject_fault(self, fault: str, device: DeviceInfo) -> None:
+        self.inner.inject_fault(fault, device)
+        if fault == "create-fails-midway":
+            self._stuck.add(device.native_id)
+
+    def clear_faults(self) -> None:
+        self._stuck.clear()
+        self.inner.clear_faults()
+
+    def create_partition(
+        self, device: DeviceInfo, profile: str, placement: int | None = None
+    ) -> PartitionInfo:
+        if device.native_id in self._stuck:
+            raise InvalidRequest(f"create on {device.native_id} failed half way (stuck)")
+        return self.inner.create_partition(device, profile, placement)
+
+
+class LostDeviceRenumbers(Wrapped):
+    """Lists a lost device first, as index 0, and moves every other device up one."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self._lost: set[str] = set()
+
+    def inject_fault(self, fault: str, device: DeviceInfo) -> None:
+        self.inner.inject_fault(fault, device)
+        if fault == "device-lost":
+            self._lost.add(device.native_id)
+
+    def clear_faults(self) -> None:
+        self._lost.clear()
+        self.inner.clear_faults()
+
+    def devices(self) -> Sequence[DeviceInfo]:
+        listed = self.inner.devices()
+        lost = [d for d in listed if d.native_id in self._lost]
+        kept = [d for d in listed if d.native_id not in self._lost]
+        return [replace(d, index=i) for i, d in enumerate(lost + kept)]
+
+
 class VendorError(Exception):
     """A vendor library's error whose text needs a field it lost (as pynvml's
     ``NVMLError`` needs ``value``, missing on one rebuilt from its args)."""
@@ -191,6 +239,8 @@ FLAWS: dict[str, Flaw] = {
             ("partitions",),
         ),
         Flaw("partition-cpu-fallback", PartitionCpuFallback, inv.PROVIDERS_REAL, ("sessions",)),
+        Flaw("midway-sticks", MidwaySticks, inv.MIDWAY_ONE_SHOT, ("faults",)),
+        Flaw("lost-device-renumbers", LostDeviceRenumbers, inv.LOST_ISOLATED, ("faults",)),
         Flaw("unprintable-vendor-error", UnprintableVendorError, inv.VENDOR, ("statemachine",)),
     )
 }

@@ -80,6 +80,7 @@ DESTROYED_ONCE = "a partition is destroyed exactly once"
 DEVICE_LOST = "a device lost mid-run gives DeviceLost"
 LOST_ISOLATED = "a lost device leaves other devices working"
 MIDWAY = "a create that fails half way leaves nothing behind"
+MIDWAY_ONE_SHOT = "a create-fails-midway fault fails one create, not every one"
 
 VISIBILITY = "the visibility environment names exactly the target"
 VISIBILITY_PER_PARTITION = "each partition's environment names it and no other"
@@ -99,7 +100,7 @@ MEMORY_SHARING_KINDS = frozenset({"subdevice"})
 #: Partition kinds that time-slice the whole device's compute (vGPU), so compute sums
 #: do not apply.
 COMPUTE_SHARING_KINDS = frozenset({"vgpu"})
-KINDS = frozenset({"mig", "vgpu", "vnpu", "mim", "smlu", "subdevice"})
+KINDS = frozenset({"mig", "vgpu", "vnpu", "mim", "smlu", "subdevice", "slice"})
 #: Physical bounds of a plausible reading (inclusive), per device, in the units of
 #: :class:`~accelpool.types.Telemetry`: percent, degrees Celsius, watts.
 TELEMETRY_BOUNDS: dict[str, tuple[float, float]] = {

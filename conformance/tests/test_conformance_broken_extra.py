@@ -23,6 +23,8 @@ KEYWORDS = {
     "env-names-two": "names_it_and_no_other",
     "device-scope-invisible": "shared_across_processes or scope",
     "unprintable-vendor-error": "random",
+    "midway-sticks": "midway",
+    "lost-device-renumbers": "device_lost",
 }
 #: One whole GPU that runs models (MIG off) beside one cut into MIG partitions.
 TWO_MODES = """
