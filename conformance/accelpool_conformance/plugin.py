@@ -58,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--accelpool-report",
         default=None,
         metavar="FILE",
-        help="conformance: write the JSON report here (and FILE.md beside it)",
+        help="conformance: write the JSON report here, the Markdown beside it (suffix .md)",
     )
     group.addoption(
         "--accelpool-state-dir",
