@@ -216,10 +216,12 @@ def test_random_creates_and_destroys_match_the_model(
         _run(machine, suite)
     except Exception as e:
         first: list[InvariantBroken] = machine.failures  # type: ignore[attr-defined]
-        if first and e is not first[0]:
+        if first and not isinstance(e, InvariantBroken):
             # Whatever carries it (a replay that went another way, an error raised while
             # reporting, a vendor exception in its context), the first broken invariant
-            # is the finding.
+            # is the finding; the calls that led to it come along.
+            for n in getattr(e, "__notes__", []):
+                first[0].add_note(n)
             raise first[0] from e
         if not isinstance(e, Flaky):
             raise
