@@ -34,6 +34,9 @@ class Capability(enum.StrEnum):
     PARTITION_MIM = "partition.mim"
     PARTITION_SMLU = "partition.smlu"
     PARTITION_SUBDEVICE = "partition.subdevice"
+    #: a generic hard split (memory and compute cut into isolated slices) for a vendor
+    #: whose own kind is none of the above
+    PARTITION_SLICE = "partition.slice"
     #: partitions persist in the device and are seen by every process
     PARTITION_DEVICE_SCOPE = "partition.device-scope"
     #: memory used, utilisation, temperature, power

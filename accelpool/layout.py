@@ -33,8 +33,12 @@ class DevicePlan:
         return bool(self.destroy or self.create)
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.ref, "keep": self.keep, "destroy": self.destroy,
-                "create": [{"profile": p, "start": s} for p, s in self.create]}
+        return {
+            "device": self.ref,
+            "keep": self.keep,
+            "destroy": self.destroy,
+            "create": [{"profile": p, "start": s} for p, s in self.create],
+        }
 
 
 def load(path: str) -> list[tuple[Any, dict[str, int]]]:
@@ -102,8 +106,10 @@ def plan_device(d: Device, wanted: dict[str, int], claimed: set[str]) -> DeviceP
             dp.keep.append(p.id)
             kept.append(p)
         elif p.id in claimed:
-            raise InvalidRequest(f"{ref}: partition {p.id} ({p.profile}) is claimed and the "
-                                 "layout drops it; release the claim or keep it in the layout")
+            raise InvalidRequest(
+                f"{ref}: partition {p.id} ({p.profile}) is claimed and the "
+                "layout drops it; release the claim or keep it in the layout"
+            )
         else:
             dp.destroy.append(p.id)
     slots = max((pl.start + pl.size for p in profiles.values() for pl in p.placements), default=0)
@@ -111,15 +117,20 @@ def plan_device(d: Device, wanted: dict[str, int], claimed: set[str]) -> DeviceP
     placed = [n for n in need if profiles[n].placements]
     if placed:
         free = set(range(slots)) - {
-            s for p in kept if p.placement for s in range(p.placement.start,
-                                                         p.placement.start + p.placement.size)
+            s
+            for p in kept
+            if p.placement
+            for s in range(p.placement.start, p.placement.start + p.placement.size)
         }
         placed.sort(key=lambda n: -profiles[n].placements[0].size)
-        starts = _fit(free, [(n, [(pl.start, pl.size) for pl in profiles[n].placements])
-                             for n in placed])
+        starts = _fit(
+            free, [(n, [(pl.start, pl.size) for pl in profiles[n].placements]) for n in placed]
+        )
         if starts is None:
-            raise InvalidRequest(f"{ref}: the layout {wanted} does not fit its placements; "
-                                 "ask for fewer or smaller partitions")
+            raise InvalidRequest(
+                f"{ref}: the layout {wanted} does not fit its placements; "
+                "ask for fewer or smaller partitions"
+            )
         dp.create += list(zip(placed, starts, strict=True))
     dp.create += [(n, None) for n in need if not profiles[n].placements]
     return dp

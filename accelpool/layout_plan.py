@@ -45,13 +45,18 @@ class Proposal:
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
-        return {"devices_used": self.devices_used, "lower_bound": self.lower_bound,
-                "gap": self.devices_used - self.lower_bound, "optimal": self.optimal,
-                "layouts": self.layouts}
+        return {
+            "devices_used": self.devices_used,
+            "lower_bound": self.lower_bound,
+            "gap": self.devices_used - self.lower_bound,
+            "optimal": self.optimal,
+            "layouts": self.layouts,
+        }
 
 
-def _pick(profiles: list[PartitionProfile], w: dict[str, Any], total_mem: int,
-          total_cu: int) -> str:
+def _pick(
+    profiles: list[PartitionProfile], w: dict[str, Any], total_mem: int, total_cu: int
+) -> str:
     if "profile" in w:
         if w["profile"] not in {p.name for p in profiles}:
             raise InvalidRequest(f"no device offers profile {w['profile']!r}")
@@ -99,7 +104,10 @@ def propose(inv: Inventory, path: str, claimed: set[str], time_limit: float = 30
     if not work:
         raise InvalidRequest(f"{path}: no [[workload]] tables; add one with count and profile")
     devs: list[Device] = [
-        d for d in inv.devices() if not d.lost and any(p.placements for p in d.profiles())
+        d
+        for d in inv.devices()
+        if not d.lost
+        and any(p.placements for p in d.profiles())
         and not any(p.id in claimed for p in d.partitions())
     ]
     if not devs:
@@ -110,7 +118,8 @@ def propose(inv: Inventory, path: str, claimed: set[str], time_limit: float = 30
     need: Counter[str] = Counter()
     for w in work:
         need[_pick(profiles, w, devs[0].memory_bytes, devs[0].compute_units)] += int(
-            w.get("count", 1))
+            w.get("count", 1)
+        )
     configs = [c for c in configurations(profiles) if c]
     import highspy
 
@@ -120,13 +129,19 @@ def propose(inv: Inventory, path: str, claimed: set[str], time_limit: float = 30
     h.setOptionValue("time_limit", float(time_limit))
     n = len(configs)
     h.addVars(n, np.zeros(n), np.full(n, float(len(devs))))
-    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
-                            np.full(n, highspy.HighsVarType.kInteger, dtype=np.uint8))
+    h.changeColsIntegrality(
+        n, np.arange(n, dtype=np.int32), np.full(n, highspy.HighsVarType.kInteger, dtype=np.uint8)
+    )
     h.changeColsCost(n, np.arange(n, dtype=np.int32), np.ones(n))
     for prof, k in need.items():
         idx = [i for i, c in enumerate(configs) if c[prof]]
-        h.addRow(float(k), highspy.kHighsInf, len(idx), np.array(idx, dtype=np.int32),
-                 np.array([float(configs[i][prof]) for i in idx]))
+        h.addRow(
+            float(k),
+            highspy.kHighsInf,
+            len(idx),
+            np.array(idx, dtype=np.int32),
+            np.array([float(configs[i][prof]) for i in idx]),
+        )
     h.addRow(0.0, float(len(devs)), n, np.arange(n, dtype=np.int32), np.ones(n))
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:

@@ -269,11 +269,23 @@ def toy_backend(devices: int = 2, state: StateStore | None = None, name: str = "
     return backend
 
 
-def inventory_of(*backends: Backend) -> Inventory:
-    """An Inventory over already-built backends (no entry points involved)."""
-    return Inventory(
-        [LoadedBackend(BackendStatus(b.name, True, None, "test"), b) for b in backends]
-    )
+def inventory_of(*backends: Backend, probe: bool = False) -> Inventory:
+    """An Inventory over already-built backends (no entry points involved).
+
+    With ``probe`` each backend's ``probe()`` is called first, as discovery calls it: one
+    that raises :class:`BackendUnavailable` is listed unavailable with its reason. Without
+    it the backends must be probed already (``toy_backend()`` is).
+    """
+    loaded = []
+    for b in backends:
+        status = BackendStatus(b.name, True, None, "test")
+        if probe:
+            try:
+                b.probe()
+            except BackendUnavailable as e:
+                status = BackendStatus(b.name, False, str(e), "test")
+        loaded.append(LoadedBackend(status, b if status.available else None))
+    return Inventory(loaded)
 
 
 def toy_inventory(devices: int = 2, state: StateStore | None = None) -> Inventory:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 #: A vendor-qualified attribute value, as in Kubernetes DRA (bool, int, string, version).
 AttributeValue = str | int | float | bool
 Scope = Literal["device", "process"]
-PartitionKind = Literal["mig", "vgpu", "vnpu", "mim", "smlu", "subdevice"]
+PartitionKind = Literal["mig", "vgpu", "vnpu", "mim", "smlu", "subdevice", "slice"]
 
 
 def _freeze(mapping: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -36,6 +36,38 @@ def toy_plugin() -> str:
     return TOY_PLUGIN
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options of tests/test_onnx_backend_node.py, as ONNX's backend test runner has them."""
+    group = parser.getgroup("onnx-node", "ONNX backend node tests (test_onnx_backend_node.py)")
+    group.addoption(
+        "--onnx-include",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="run only the node tests matching REGEX (repeatable)",
+    )
+    group.addoption(
+        "--onnx-exclude",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="skip the node tests matching REGEX (repeatable)",
+    )
+    group.addoption(
+        "--onnx-xfail",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="node tests expected to fail through accelpool (strict: a pass fails the run)",
+    )
+    group.addoption(
+        "--onnx-report",
+        default=None,
+        metavar="FILE",
+        help="write a JSON report of the node tests' outcomes (counts, per cause, per test)",
+    )
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """List the docs blocks tests/test_docs.py skipped, each with its marker's reason."""
     reasons = sorted(

@@ -4,8 +4,14 @@ Every ``*_cpu`` node test of ONNX's suite is one pytest item that runs the test 
 :class:`accelpool.onnx_backend.AccelPoolBackend` (on a CPU target) and through
 ``onnxruntime.backend`` (onnxruntime's own ONNX backend), with one exclusion list for
 both (``onnx_node_exclusions.py``: what onnxruntime itself fails). Each item asserts
-both pass, so the passing sets are identical: difference zero, test by test. A
-final check asserts the whole run covered the suite.
+both pass, so the passing sets are identical: difference zero, test by test. An
+excluded test runs on raw onnxruntime as a strict expected failure: one that starts
+passing fails the run, asking for its entry to go. A final check asserts the whole run
+covered the suite.
+
+As ONNX's backend test runner: ``--onnx-include REGEX`` / ``--onnx-exclude REGEX``
+choose tests, ``--onnx-xfail REGEX`` expects a failure through accelpool (strict), and
+``--onnx-report FILE`` writes the outcomes as JSON.
 
 Only node tests run: the suite's real/simple/PyTorch model tests download models.
 """
@@ -13,8 +19,11 @@ Only node tests run: the suite's real/simple/PyTorch model tests download models
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import unittest
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -79,14 +88,69 @@ def _failure(case: type[unittest.TestCase], name: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_node(name: str) -> None:
+#: test name -> outcome (pass, fail, xfail, xpass, skip), for --onnx-report
+OUTCOMES: dict[str, str] = {}
+
+
+def _matches(patterns: list[str], name: str) -> bool:
+    return any(re.search(p, name) for p in patterns)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.name != "test_node":
+        return
+    include = metafunc.config.getoption("onnx_include")
+    exclude = metafunc.config.getoption("onnx_exclude")
+    params = []
+    for name in NAMES:
+        if include and not _matches(include, name):
+            continue
+        marks = [pytest.mark.skip(reason="--onnx-exclude")] if _matches(exclude, name) else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    metafunc.parametrize("name", params)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    path = request.config.getoption("onnx_report")
+    if not path:
+        return
+    counts = {k: list(OUTCOMES.values()).count(k) for k in ("pass", "fail", "xfail", "xpass")}
+    causes = {
+        cause: {k: sum(OUTCOMES.get(n) == k for n in names) for k in ("xfail", "xpass")}
+        for cause, names in EXCLUSIONS.EXCLUDED.items()
+    }
+    doc = {"suite": len(NAMES), "run": len(OUTCOMES), **counts, "excluded_by_cause": causes}
+    doc["tests"] = dict(sorted(OUTCOMES.items()))
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def _expected_failure(name: str, backend: str, reason: str) -> None:
+    """Strict: the test must fail through ``backend``; a pass fails, naming the entry."""
+    failure = _failure(_CASES[backend], name)
+    if failure is None:
+        OUTCOMES[name] = "xpass"
+        pytest.fail(
+            f"{name} is an expected failure ({reason}) but passes through "
+            f"{'onnxruntime' if backend == 'raw' else 'accelpool'}: remove its entry"
+        )
+    OUTCOMES[name] = "xfail"
+    pytest.xfail(f"{reason}: {failure}")
+
+
+def test_node(name: str, request: pytest.FixtureRequest) -> None:
+    OUTCOMES[name] = "fail"
     if name in REASONS:
-        pytest.skip(f"excluded for both backends: {REASONS[name]}")
+        # onnxruntime's own failure: both backends exclude it, so it must still fail raw
+        _expected_failure(name, "raw", f"excluded for both backends: {REASONS[name]}")
     raw = _failure(_CASES["raw"], name)
     assert raw is None, f"onnxruntime itself fails {name} (exclude it?): {raw}"
+    if _matches(request.config.getoption("onnx_xfail"), name):
+        _expected_failure(name, "ours", "--onnx-xfail")
     ours = _failure(_CASES["ours"], name)
     assert ours is None, f"{name} passes in onnxruntime but fails through accelpool: {ours}"
+    OUTCOMES[name] = "pass"
 
 
 def test_the_comparison_covers_the_suite() -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capability
 from accelpool.cli.app import CliContext, UsageError
 from accelpool.cli.output import human_bytes, print_json, print_table
-from accelpool.errors import UnsupportedOperation
+from accelpool.errors import AccelPoolError, UnsupportedOperation
 
 if TYPE_CHECKING:
     pass
@@ -202,7 +203,12 @@ def cmd_sim_reset(args: argparse.Namespace, ctx: CliContext) -> int:
 def cmd_sim_presets(args: argparse.Namespace, ctx: CliContext) -> int:
     from accelpool.sim.fleet import load_fleet, preset_names
 
-    fleets = [load_fleet(n) for n in preset_names()]
+    fleets = []
+    for n in preset_names():
+        try:
+            fleets.append(load_fleet(n))
+        except AccelPoolError as e:  # a plugin's broken preset: said once, not fatal
+            print(f"accelpool: preset {n} skipped: {e}", file=sys.stderr)
     if args.json:
         print_json(
             [

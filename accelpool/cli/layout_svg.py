@@ -25,8 +25,14 @@ def _rect(
     parent: ET.Element, x: float, y: float, w: float, h: float, fill: str, title: str
 ) -> None:
     r = ET.SubElement(
-        parent, "rect", x=f"{x:.0f}", y=f"{y:.0f}", width=f"{w:.0f}", height=f"{h:.0f}",
-        fill=fill, stroke="#333333",
+        parent,
+        "rect",
+        x=f"{x:.0f}",
+        y=f"{y:.0f}",
+        width=f"{w:.0f}",
+        height=f"{h:.0f}",
+        fill=fill,
+        stroke="#333333",
     )
     ET.SubElement(r, "title").text = title
 

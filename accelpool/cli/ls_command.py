@@ -155,7 +155,9 @@ def _rows(inv: Inventory, wide: bool) -> tuple[list[str], list[list[str]], list[
             temp = t.temperature_c if t else None
             power = t.power_w if t else None
             row = [
-                ref, _model(d), _mode(d),
+                ref,
+                _model(d),
+                _mode(d),
                 "-" if util is None else f"{util:.0f}%",
                 _memory(t, d.memory_bytes),
                 "-" if temp is None else f"{temp:.0f}C",
@@ -169,8 +171,14 @@ def _rows(inv: Inventory, wide: bool) -> tuple[list[str], list[list[str]], list[
             where = f" @{p.placement.start}" if p.placement else ""
             state = "" if p.complete else " incomplete"
             prow = [
-                f" {_short(p.info.native_id)}", f" {p.profile}{where}{state}", p.kind, "",
-                f"{_gib(p.memory_bytes)}G", "", "", _holder(claims.get(p.id)),
+                f" {_short(p.info.native_id)}",
+                f" {p.profile}{where}{state}",
+                p.kind,
+                "",
+                f"{_gib(p.memory_bytes)}G",
+                "",
+                "",
+                _holder(claims.get(p.id)),
             ]
             if wide:
                 prow.insert(1, p.id)

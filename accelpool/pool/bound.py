@@ -43,8 +43,11 @@ class Bound:
 
 def layouts(geo: MigGeometry) -> list[tuple[int, ...]]:
     """Profile count vectors of the maximal valid layouts of one device."""
-    opts = [(p, geo.mask(p, s), prof.compute) for p, prof in enumerate(geo.profiles)
-            for s in prof.starts]
+    opts = [
+        (p, geo.mask(p, s), prof.compute)
+        for p, prof in enumerate(geo.profiles)
+        for s in prof.starts
+    ]
     found: set[tuple[int, ...]] = set()
 
     def walk(i: int, mask: int, used: int, counts: list[int]) -> None:
@@ -62,8 +65,11 @@ def layouts(geo: MigGeometry) -> list[tuple[int, ...]]:
     walk(0, 0, 0, [0] * len(geo.profiles))
     # Keep the layouts no other layout dominates.
     vecs = sorted(found)
-    return [v for v in vecs if not any(w != v and all(a >= b for a, b in zip(w, v, strict=True))
-                                       for w in vecs)]
+    return [
+        v
+        for v in vecs
+        if not any(w != v and all(a >= b for a, b in zip(w, v, strict=True)) for w in vecs)
+    ]
 
 
 def _quiet_highs(highspy: Any) -> Any:
@@ -93,9 +99,7 @@ def mig_bound(
     try:
         import highspy
     except ImportError:  # pragma: no cover - depends on the install
-        raise InvalidRequest(
-            "the MIG bound needs HiGHS: pip install 'accelpool[plan]'"
-        ) from None
+        raise InvalidRequest("the MIG bound needs HiGHS: pip install 'accelpool[plan]'") from None
     fleet = Fleet(hosts, "mig", geometry)
     reqs = [fleet.request(d) for d in demands]
     classes = Counter(
@@ -130,8 +134,11 @@ def mig_bound(
             upper.append(float(classes[keys[k]]))
             col += 1
     h.addVars(col, np.zeros(col), np.array(upper))
-    h.changeColsIntegrality(col, np.arange(col, dtype=np.int32),
-                            np.full(col, highspy.HighsVarType.kInteger, dtype=np.uint8))
+    h.changeColsIntegrality(
+        col,
+        np.arange(col, dtype=np.int32),
+        np.full(col, highspy.HighsVarType.kInteger, dtype=np.uint8),
+    )
     h.changeColsCost(col, np.arange(col, dtype=np.int32), -np.array(cost))
 
     def row(lo: float, hi: float, idx: list[int], val: list[float]) -> None:
@@ -139,8 +146,12 @@ def mig_bound(
             h.addRow(lo, hi, len(idx), np.array(idx, dtype=np.int32), np.array(val))
 
     for n in range(n_hosts):
-        row(float(fleet.ngpu[n]), float(fleet.ngpu[n]),
-            [cols_w[(n, li)] for li in range(len(lays))], [1.0] * len(lays))
+        row(
+            float(fleet.ngpu[n]),
+            float(fleet.ngpu[n]),
+            [cols_w[(n, li)] for li in range(len(lays))],
+            [1.0] * len(lays),
+        )
         zs = [(k, c) for (m, k), c in cols_z.items() if m == n]
         for p in range(n_prof):
             idx = [c for k, c in zs if keys[k][3] == p]

@@ -142,4 +142,3 @@ A100_40GB = MigGeometry(
         MigProfile("7g.40gb", 7, 8, (0,)),
     ),
 )
-

@@ -45,9 +45,7 @@ def place(
         prof = None
         if fleet.mode == "mig" and r.count:
             prof = fleet.geometry.profiles[r.key].name
-        result.assignments.append(
-            Assignment(i, c.node, fleet.names[c.node], c.gpus, prof, c.start)
-        )
+        result.assignments.append(Assignment(i, c.node, fleet.names[c.node], c.gpus, prof, c.start))
     result.allocated_units = fleet.allocated_units()
     result.hosts = fleet.snapshot()
     return result

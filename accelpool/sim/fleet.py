@@ -112,12 +112,19 @@ class Fleet:
 # (no fleet) never needs them, and it is measured against a by-hand baseline.
 
 
-def preset_names() -> list[str]:
+def builtin_preset_names() -> list[str]:
     """Names of the presets shipped with accelpool."""
     from importlib import resources
 
     root = resources.files("accelpool.sim") / "presets"
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def preset_names() -> list[str]:
+    """Names of the presets: accelpool's own and those plugins ship (``accelpool.presets``)."""
+    from accelpool.sim.plugin_presets import plugin_preset_names
+
+    return sorted({*builtin_preset_names(), *plugin_preset_names()})
 
 
 def _parse(text: str, *, source: str, key: str, default_name: str) -> Fleet:
@@ -175,9 +182,15 @@ def load_fleet(spec: str) -> Fleet:
     import hashlib
     from importlib import resources
 
-    if spec in preset_names():
+    if spec in builtin_preset_names():
         text = (resources.files("accelpool.sim") / "presets" / f"{spec}.toml").read_text()
         return _parse(text, source=f"preset {spec}", key=spec, default_name=spec)
+    if spec and "/" not in spec and not spec.endswith(".toml"):
+        from accelpool.sim.plugin_presets import plugin_preset_text
+
+        plugin_text = plugin_preset_text(spec)
+        if plugin_text is not None:
+            return _parse(plugin_text, source=f"preset {spec}", key=spec, default_name=spec)
     try:
         path = Path(spec).expanduser()
         if not path.is_file():

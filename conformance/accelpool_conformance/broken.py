@@ -300,9 +300,10 @@ def flaw(name: str) -> Flaw:
     """A flaw by name, from :data:`FLAWS` or :mod:`accelpool_conformance.broken_more`."""
     if name in FLAWS:
         return FLAWS[name]
+    from accelpool_conformance.broken_extra import FLAWS as EXTRA
     from accelpool_conformance.broken_more import FLAWS as MORE
 
-    return MORE[name]
+    return MORE[name] if name in MORE else EXTRA[name]
 
 
 @dataclass(frozen=True)

@@ -295,4 +295,6 @@ class InTreeFleet:
         if not status.available:
             found.close()
             raise RuntimeError(f"backend {self.backend} is not available: {status.reason}")
-        return inventory_of(FLAWS[self.flaw].wrap(found.backend(self.backend)))
+        from accelpool_conformance.broken import flaw
+
+        return inventory_of(flaw(self.flaw).wrap(found.backend(self.backend)))

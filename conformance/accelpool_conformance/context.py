@@ -23,7 +23,18 @@ if TYPE_CHECKING:
     from accelpool_conformance.report import TestResult
 
 #: Areas of the suite, in report order; each is one module ``suite/checks_<area>.py``.
-AREAS = ("discovery", "errors", "partitions", "statemachine", "concurrency", "faults", "sessions")
+#: ``extras`` holds the checks backends ship through the ``accelpool.conformance`` entry
+#: point group (see :mod:`accelpool_conformance.extras`).
+AREAS = (
+    "discovery",
+    "errors",
+    "partitions",
+    "statemachine",
+    "concurrency",
+    "faults",
+    "sessions",
+    "extras",
+)
 #: Profiles: which areas each runs (the CTS "run lists", Level Zero "sections").
 PROFILES: dict[str, tuple[str, ...]] = {
     "core": ("discovery", "errors"),
@@ -95,6 +106,12 @@ class SuiteContext:
     #: why this run is narrower than the full suite (refuses certification)
     narrowed: list[str] = field(default_factory=list)
     report: dict[str, Any] | None = None
+    #: files of the extra check modules backends ship (collected as the area ``extras``)
+    extra_paths: set[Path] = field(default_factory=set)
+    #: capabilities some passing check exercised (declared ones missing here: untested)
+    exercised: set[str] = field(default_factory=set)
+    #: capabilities the running check has exercised so far (reset before each check)
+    touched: set[str] = field(default_factory=set)
     #: the pytest plugin built this context from its options, so it also closes it
     owned: bool = False
     #: run at close(), last first (restore the environment, remove temporary state)
@@ -170,6 +187,16 @@ class SuiteContext:
             else:
                 self._worker_spec = spec
         return self._worker_spec, self._worker_problem
+
+    def exercise(self, capability: Capability | str) -> None:
+        """Record that the running check exercises ``capability`` (counted if it passes)."""
+        self.touched.add(str(capability))
+
+    def untested(self) -> list[str]:
+        """Capabilities declared supported that no passing check exercised."""
+        return sorted(
+            c for c, ok in self.capabilities.declared.items() if ok and c not in self.exercised
+        )
 
     def supports(self, capability: Capability | str) -> bool:
         return self.capabilities.supports(capability)

@@ -174,7 +174,7 @@ def backend(suite: SuiteContext) -> CheckedBackend:
     """The backend under test, called through the suite's checks."""
     if suite.error is not None:
         pytest.skip(suite.error)
-    return CheckedBackend(suite.raw_backend())
+    return CheckedBackend(suite.raw_backend(), suite.exercise)
 
 
 @pytest.fixture(scope="session")

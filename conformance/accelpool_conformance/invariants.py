@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from accelpool.capabilities import Capabilities
+from accelpool.capabilities import Capabilities, Capability
 from accelpool.errors import AccelPoolError
 from accelpool.spi import Backend, Target
 from accelpool.types import (
@@ -80,6 +80,7 @@ DESTROYED_ONCE = "a partition is destroyed exactly once"
 DEVICE_LOST = "a device lost mid-run gives DeviceLost"
 LOST_ISOLATED = "a lost device leaves other devices working"
 MIDWAY = "a create that fails half way leaves nothing behind"
+MIDWAY_ONE_SHOT = "a create-fails-midway fault fails one create, not every one"
 
 VISIBILITY = "the visibility environment names exactly the target"
 VISIBILITY_PER_PARTITION = "each partition's environment names it and no other"
@@ -99,7 +100,7 @@ MEMORY_SHARING_KINDS = frozenset({"subdevice"})
 #: Partition kinds that time-slice the whole device's compute (vGPU), so compute sums
 #: do not apply.
 COMPUTE_SHARING_KINDS = frozenset({"vgpu"})
-KINDS = frozenset({"mig", "vgpu", "vnpu", "mim", "smlu", "subdevice"})
+KINDS = frozenset({"mig", "vgpu", "vnpu", "mim", "smlu", "subdevice", "slice"})
 #: Physical bounds of a plausible reading (inclusive), per device, in the units of
 #: :class:`~accelpool.types.Telemetry`: percent, degrees Celsius, watts.
 TELEMETRY_BOUNDS: dict[str, tuple[float, float]] = {
@@ -138,7 +139,10 @@ def describe(exc: BaseException) -> str:
     name = cls.__name__
     if not isinstance(exc, AccelPoolError) and cls.__module__ not in ("builtins", "__main__"):
         name = f"{cls.__module__}.{name}"
-    text = str(exc).strip().splitlines()
+    try:
+        text = str(exc).strip().splitlines()
+    except Exception as e:  # a vendor error that cannot print itself still has a type
+        return f"{name} (its message cannot be printed: {type(e).__name__}: {e})"
     return f"{name}: {text[0]}" if text else name
 
 
@@ -257,9 +261,11 @@ class CheckedBackend:
     Accelpool errors pass through unchanged.
     """
 
-    def __init__(self, raw: Backend) -> None:
+    def __init__(self, raw: Backend, exercise: Callable[[str], None] | None = None) -> None:
         self.raw = raw
         self.name = raw.name
+        #: told the capability each successful call exercises (see SuiteContext.exercise)
+        self._exercise = exercise or (lambda _cap: None)
 
     def _call(self, method: str, fn: Callable[[], T], what: str) -> T:
         try:
@@ -285,6 +291,7 @@ class CheckedBackend:
     def devices(self) -> list[DeviceInfo]:
         v = self._call("devices", self.raw.devices, "devices()")
         self._typed(v, _is_seq_of(v, DeviceInfo), "devices()", "a sequence of DeviceInfo")
+        self._exercise(Capability.DISCOVERY)
         return list(v)
 
     def profiles(self, device: DeviceInfo) -> list[PartitionProfile]:
@@ -312,7 +319,10 @@ class CheckedBackend:
         v = self._call(
             "create_partition", lambda: self.raw.create_partition(device, profile, placement), what
         )
-        return self._typed(v, isinstance(v, PartitionInfo), what, "PartitionInfo")
+        part = self._typed(v, isinstance(v, PartitionInfo), what, "PartitionInfo")
+        self._exercise(Capability.PARTITION)
+        self._exercise(f"{Capability.PARTITION}.{part.kind}")
+        return part
 
     def destroy_partition(self, partition: PartitionInfo) -> None:
         what = f"destroy_partition({partition.native_id})"
@@ -321,6 +331,7 @@ class CheckedBackend:
     def telemetry(self, device: DeviceInfo) -> Telemetry:
         what = f"telemetry({device.native_id})"
         v = self._call("telemetry", lambda: self.raw.telemetry(device), what)
+        self._exercise(Capability.TELEMETRY)
         return self._typed(v, isinstance(v, Telemetry), what, "Telemetry")
 
     def visibility_env(self, targets: Sequence[Target]) -> dict[str, str]:
@@ -329,6 +340,7 @@ class CheckedBackend:
         ok = isinstance(v, dict) and all(
             isinstance(k, str) and k and isinstance(x, str) for k, x in v.items()
         )
+        self._exercise(Capability.VISIBILITY)
         return self._typed(v, ok, what, "a dict of non-empty str names to str values")
 
     def onnx_placement(self, target: Target) -> OnnxPlacement:
@@ -339,6 +351,7 @@ class CheckedBackend:
     def inject_fault(self, fault: str, device: DeviceInfo) -> None:
         what = f"inject_fault({fault!r}, {device.native_id})"
         self._call("inject_fault", lambda: self.raw.inject_fault(fault, device), what)
+        self._exercise(Capability.FAULT_INJECTION)
 
     def clear_faults(self) -> None:
         self._call("clear_faults", self.raw.clear_faults, "clear_faults()")

@@ -58,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--accelpool-report",
         default=None,
         metavar="FILE",
-        help="conformance: write the JSON report here (and FILE.md beside it)",
+        help="conformance: write the JSON report here, the Markdown beside it (suffix .md)",
     )
     group.addoption(
         "--accelpool-state-dir",
@@ -96,6 +96,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "requires(*capabilities): run only when the backend supports them"
     )
     config.addinivalue_line("markers", "always_run: run even when the backend is unavailable")
+    config.addinivalue_line(
+        "markers", "exercises(*capabilities): capabilities a passing check proves (no gating)"
+    )
+    if "extras" in ctx.areas and ctx.error is None:
+        from accelpool_conformance.extras import load_extras
+
+        extras, problems = load_extras(ctx.backend_name)
+        ctx.notes.extend(problems)
+        ctx.extra_paths = {e.path for e in extras}
+        # Collected beside the suite's own modules, as the area ``extras``.
+        config.args.extend(str(p) for p in sorted(ctx.extra_paths))
     from accelpool_conformance import fixtures
     from accelpool_conformance.session_hooks import SuitePlugin
 
@@ -120,7 +131,8 @@ def suite_dir() -> Path:
 
 
 def area_files(areas: tuple[str, ...] | list[str]) -> list[str]:
-    return [str(suite_dir() / f"checks_{a}.py") for a in areas]
+    """The suite's own check modules of ``areas`` (``extras`` come from plugins)."""
+    return [str(suite_dir() / f"checks_{a}.py") for a in areas if a != "extras"]
 
 
 class Injector:

@@ -63,19 +63,30 @@ class Certification:
     reasons: list[str] = field(default_factory=list)
     #: capabilities tests needed that the backend did not declare (not certified for them)
     undeclared: list[str] = field(default_factory=list)
+    #: capabilities declared supported that no passing check exercised
+    untested: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "certified": self.certified,
             "reasons": self.reasons,
             "undeclared": self.undeclared,
+            "untested": self.untested,
         }
 
 
-def certify(results: Sequence[TestResult], narrowed: Sequence[str] = ()) -> Certification:
+def certify(
+    results: Sequence[TestResult], narrowed: Sequence[str] = (), untested: Sequence[str] = ()
+) -> Certification:
     reasons = [f"certification needs the full suite: run {why}" for why in narrowed]
     if not any(r.status == "pass" for r in results):
         reasons.append("no check ran and passed (zero checks executed)")
+    for cap in () if narrowed else untested:  # a narrowed run is refused already
+        reasons.append(
+            f"capability {cap} is declared supported but no passing check exercised it "
+            "(untested): ship a check for it through the accelpool.conformance entry point "
+            "group, or declare it unsupported"
+        )
     undeclared: set[str] = set()
     for r in results:
         if r.status == "fail":
@@ -86,7 +97,7 @@ def certify(results: Sequence[TestResult], narrowed: Sequence[str] = ()) -> Cert
             undeclared.update(
                 c.strip() for c in r.message[len(UNDECLARED_PREFIX) :].split(",") if c.strip()
             )
-    return Certification(not reasons, reasons, sorted(undeclared))
+    return Certification(not reasons, reasons, sorted(undeclared), list(untested))
 
 
 def build_report(
@@ -97,11 +108,12 @@ def build_report(
     expectations: dict[str, Any] | None = None,
     notes: Sequence[str] = (),
     narrowed: Sequence[str] = (),
+    untested: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The JSON report document."""
     from accelpool_conformance import __version__
 
-    cert = certify(results, narrowed)
+    cert = certify(results, narrowed, untested)
     return {
         "suite": "accelpool-conformance",
         "suite_version": __version__,
@@ -175,6 +187,12 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "Capabilities not declared (not tested, not certified): "
             + ", ".join(f"`{c}`" for c in cert["undeclared"]),
+        ]
+    if cert.get("untested"):
+        lines += [
+            "",
+            "Capabilities declared supported that no check exercised (untested): "
+            + ", ".join(f"`{c}`" for c in cert["untested"]),
         ]
     exp = report.get("expectations")
     if exp and exp.get("unmatched"):

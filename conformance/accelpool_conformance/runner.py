@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -215,12 +216,15 @@ def run(
         jx.parent.mkdir(parents=True, exist_ok=True)
         args += ["--junitxml", str(jx)]
     args += list(pytest_args)
+    saved_path = list(sys.path)
     try:
         isolate_state(ctx, state_dir)
         ctx.open()
         code = int(pytest.main(args, plugins=[Injector(ctx)]))
     finally:
         ctx.close()
+        # pytest puts the folders of the modules it imports (extra checks) on sys.path
+        sys.path[:] = saved_path
     if ctx.report is None:
         raise AccelPoolError(
             f"the conformance suite could not run (pytest exit status {code}); "

@@ -24,10 +24,13 @@ from accelpool_conformance.report import (
 )
 
 ID_KEY: pytest.StashKey[str] = pytest.StashKey()
+AREA_KEY: pytest.StashKey[str] = pytest.StashKey()
 PHASES_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 
 
 def area_of(item: pytest.Item) -> str:
+    if AREA_KEY in item.stash:
+        return item.stash[AREA_KEY]
     module = getattr(item, "module", None)
     name = getattr(module, "__name__", "") or item.path.stem
     stem = name.rsplit(".", 1)[-1]
@@ -47,10 +50,22 @@ def required(item: pytest.Item) -> tuple[str, ...]:
     return tuple(dict.fromkeys(caps))
 
 
+def exercised_by(item: pytest.Item) -> set[str]:
+    """What a check proves when it passes: what it requires and what it says it
+    ``exercises`` (a marker that gates nothing)."""
+    caps = set(required(item))
+    for mark in item.iter_markers("exercises"):
+        caps.update(str(c) for c in mark.args)
+    return caps
+
+
 def _message(exc: BaseException) -> str:
     """The failure text: an invariant's own words, else the error, plus hypothesis notes."""
     if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         return _message(exc.exceptions[0])
+    carried = _carried_invariant(exc)
+    if carried is not None and carried is not exc:
+        exc = carried
     if isinstance(exc, InvariantBroken):
         text = str(exc)
     elif isinstance(exc, pytest.fail.Exception):
@@ -66,6 +81,19 @@ def _message(exc: BaseException) -> str:
     return text
 
 
+def _carried_invariant(exc: BaseException) -> InvariantBroken | None:
+    """The broken invariant an exception carries in its cause or context chain (an error
+    raised while a check reported its finding must not hide the finding)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, InvariantBroken):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 class SuitePlugin:
     """Registered when the suite runs: one per pytest session."""
 
@@ -79,6 +107,8 @@ class SuitePlugin:
         keep: list[pytest.Item] = []
         drop: list[pytest.Item] = []
         for item in items:
+            if item.path.resolve() in self.ctx.extra_paths:
+                item.stash[AREA_KEY] = "extras"
             area = area_of(item)
             (keep if area in self.ctx.areas else drop).append(item)
         if drop:
@@ -94,6 +124,7 @@ class SuitePlugin:
     # -- gating ------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.ctx.touched = set()
         if self.ctx.error is not None and item.get_closest_marker("always_run") is None:
             pytest.skip(self.ctx.error)
         unsupported, undeclared = [], []
@@ -124,6 +155,8 @@ class SuitePlugin:
             if prev is not None and prev != result.area:
                 self._area_done(prev)
             self.ctx.results.append(result)
+            if result.status == "pass":
+                self.ctx.exercised |= exercised_by(item) | self.ctx.touched
             report.user_properties.append(("accelpool_status", result.status))
         return report
 
@@ -207,6 +240,7 @@ class SuitePlugin:
             expectations=exp,
             notes=ctx.notes,
             narrowed=ctx.narrowed,
+            untested=ctx.untested(),
         )
         ctx.report = report
         if ctx.owned and not passed(report) and session.exitstatus == 0:

@@ -150,3 +150,17 @@ def test_unknown_profile_or_area_is_refused() -> None:
         run("toy", profile="everything")
     with pytest.raises(InvalidRequest, match="areas"):
         run("toy", areas=["gpus"])
+
+
+def test_the_docs_name_every_invariant() -> None:
+    """docs/conformance.md lists each invariant by the name failures quote."""
+    import re
+
+    from accelpool_conformance import invariants as inv
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "conformance.md"
+    text = " ".join(doc.read_text(encoding="utf-8").split())
+    source = Path(inv.__file__).read_text(encoding="utf-8")
+    names = [n for n in re.findall(r'^([A-Z_]+) = "', source, re.M) if n != "SESSION_KIND_PREFIX"]
+    missing = [getattr(inv, n) for n in names if getattr(inv, n) not in text]
+    assert not missing, missing

@@ -22,6 +22,7 @@ PARTITION_KINDS = {
     "mim": Capability.PARTITION_MIM,
     "smlu": Capability.PARTITION_SMLU,
     "subdevice": Capability.PARTITION_SUBDEVICE,
+    "slice": Capability.PARTITION_SLICE,
 }
 
 

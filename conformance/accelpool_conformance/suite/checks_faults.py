@@ -61,6 +61,18 @@ def test_device_lost_gives_device_lost(
     )
     for what, fn in calls:
         expect_error(inv.DEVICE_LOST, DeviceLost, f"{what} on lost device {dev.native_id}", fn)
+    # The other devices keep their ids and indexes: a lost device moves nobody else.
+    now = {d.native_id: d.index for d in backend.devices()}
+    moved = [
+        f"{o.native_id} (index {o.index} -> {now.get(o.native_id, 'gone')})"
+        for o in others
+        if now.get(o.native_id) != o.index
+    ]
+    check(
+        not moved,
+        inv.LOST_ISOLATED,
+        lambda: f"with {dev.native_id} lost, other devices moved: {', '.join(moved[:3])}",
+    )
     for other in others[:2]:
         try:
             if caps.supports(Capability.PARTITION):
@@ -94,7 +106,6 @@ def test_create_failing_midway_leaves_nothing_behind(
         f"create_partition({prof.name}) with a create-fails-midway fault",
         lambda: ledger.create(dev, prof.name),
     )
-    backend.clear_faults()
     after_ids = inv.ids(backend.partitions(dev))
     check(
         after_ids == before_ids,
@@ -107,5 +118,14 @@ def test_create_failing_midway_leaves_nothing_behind(
         inv.MIDWAY,
         f"availability before {before}, after the failed create {after}",
     )
-    part = ledger.create(dev, prof.name)  # and the device is usable again
+    # The fault is one-shot: it fails one create, and the next succeeds uncleared.
+    try:
+        part = ledger.create(dev, prof.name)
+    except AccelPoolError as e:
+        inv.broken(
+            inv.MIDWAY_ONE_SHOT,
+            f"the create after the one that failed half way raised {describe(e)}",
+        )
+    finally:
+        backend.clear_faults()
     ledger.destroy(part)

@@ -408,6 +408,20 @@ def test_onnx_providers_are_real(
         )
         stray = [u for u in used if u not in want and u != "CPUExecutionProvider"]
         check(not stray, inv.PROVIDERS_REAL, f"a session on {handle.id} also uses {stray}")
+    whole = [t for t in targets if isinstance(t, DeviceInfo)]
+    for part in partitions:
+        # its own device, else any whole device of the backend that runs models
+        parent = next((t for t in whole if t.native_id == part.device_native_id), None)
+        parent = parent or (whole[0] if whole else None)
+        if parent is not None:
+            mine, theirs = names[part.native_id][:1], names[parent.native_id][:1]
+            check(
+                mine == theirs,
+                inv.PROVIDERS_REAL,
+                f"onnx_placement({part.native_id}) leads with {mine}, device "
+                f"{parent.native_id} with {theirs}: a partition runs where the backend's "
+                "devices run, not quietly on another provider",
+            )
 
 
 @pytest.mark.requires(Capability.SESSION_ONNX, Capability.PARTITION)

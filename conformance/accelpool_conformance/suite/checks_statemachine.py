@@ -214,12 +214,17 @@ def test_random_creates_and_destroys_match_the_model(
     machine = machine_for(backend, devices)
     try:
         _run(machine, suite)
-    except Flaky as e:
+    except Exception as e:
         first: list[InvariantBroken] = machine.failures  # type: ignore[attr-defined]
-        if first:
-            # The run failed, and its replay went another way because the failed run's
-            # state outlived it: the first broken invariant is the finding.
+        if first and not isinstance(e, InvariantBroken):
+            # Whatever carries it (a replay that went another way, an error raised while
+            # reporting, a vendor exception in its context), the first broken invariant
+            # is the finding; the calls that led to it come along.
+            for n in getattr(e, "__notes__", []):
+                first[0].add_note(n)
             raise first[0] from e
+        if not isinstance(e, Flaky):
+            raise
         broken(
             inv.MODEL,
             "replaying the same creates and destroys gave different results "

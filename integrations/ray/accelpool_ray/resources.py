@@ -234,7 +234,7 @@ def _cluster_families() -> list[Family]:
         kind, dash, label = rest.partition("-")
         # A partition family is "<kind>-<profile>"; a model may hold dashes too, so a
         # name counts as a partition only when its kind is a known partition kind.
-        if dash and kind in ("mig", "vgpu", "vnpu", "mim", "smlu", "subdevice"):
+        if dash and kind in ("mig", "vgpu", "vnpu", "mim", "smlu", "subdevice", "slice"):
             out.append(Family(name, backend, kind, label, 0))
         else:
             out.append(Family(name, backend, "device", rest, 0))
