@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from accelpool.session import Claim
 
 GIB = 1 << 30
+WIDTH = 100  # the terminal picture fits this many columns
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,14 @@ def build_view(d: Device, claims: dict[str, Claim]) -> View | None:
         c = claims.get(p.id)
         view.pieces.append(
             Piece(
-                p.id, _short(p.info.native_id), p.profile,
+                p.id,
+                _short(p.info.native_id),
+                p.profile,
                 p.placement.start if p.placement else None,
                 p.placement.size if p.placement else 0,
-                p.memory_bytes, p.compute_units, c.describe() if c else "",
+                p.memory_bytes,
+                p.compute_units,
+                c.describe() if c else "",
             )
         )
     view.compute_shared = all(p.compute_units * p.max_count <= d.compute_units for p in profiles)
@@ -97,7 +102,8 @@ def build_view(d: Device, claims: dict[str, Claim]) -> View | None:
         if n <= 0:
             continue
         starts = [
-            pl.start for pl in prof.placements
+            pl.start
+            for pl in prof.placements
             if not taken.intersection(range(pl.start, pl.start + pl.size))
         ]
         view.fits.append((prof.name, n, starts))
@@ -114,7 +120,9 @@ def _cells(view: View, width: int) -> list[str]:
         w = span * (width + 1) - 1
         texts = [piece.profile, piece.short, piece.holder] if piece else ["free", "", ""]
         for i, t in enumerate(texts):
-            t = t if len(t) <= w else t[: w - 1] + "…"
+            if len(t) > w:
+                # An id keeps its tail (where ids differ); other text keeps its head.
+                t = "…" + piece.id[-(w - 1) :] if piece and i == 1 else t[: w - 1] + "…"
             lines[i] += "|" + t.ljust(w)
         slot += span
     return [line + "|" for line in lines]
@@ -127,41 +135,63 @@ def _bar(used: int, total: int, width: int = 30) -> str:
 
 def render_text(view: View, cell: int = 10) -> str:
     """The terminal picture of one device."""
-    out = [f"{view.ref}  {view.model}  {view.compute_units} compute units, "
-           f"{view.memory_bytes / GIB:.1f} GiB"]
+    out = [
+        f"{view.ref}  {view.model}  {view.compute_units} compute units, "
+        f"{view.memory_bytes / GIB:.1f} GiB"
+    ]
     if view.slots:
         out.append("  slot " + "".join(f" {i:<{cell}}" for i in range(view.slots)).rstrip())
         out += ["       " + line for line in _cells(view, cell)]
     else:
         if view.compute_shared:
             pct = 100 * view.used_compute / max(view.compute_units, 1)
-            out.append(f"  compute {_bar(view.used_compute, view.compute_units)} "
-                       f"{view.used_compute}/{view.compute_units} ({pct:.0f}%)")
+            out.append(
+                f"  compute {_bar(view.used_compute, view.compute_units)} "
+                f"{view.used_compute}/{view.compute_units} ({pct:.0f}%)"
+            )
         else:
             out.append("  compute time-sliced: every partition runs on the whole device")
         pct = 100 * view.used_memory / max(view.memory_bytes, 1)
-        out.append(f"  memory  {_bar(view.used_memory, view.memory_bytes)} "
-                   f"{view.used_memory / GIB:.1f}/{view.memory_bytes / GIB:.1f} GiB ({pct:.0f}%)")
+        out.append(
+            f"  memory  {_bar(view.used_memory, view.memory_bytes)} "
+            f"{view.used_memory / GIB:.1f}/{view.memory_bytes / GIB:.1f} GiB ({pct:.0f}%)"
+        )
         for p in view.pieces:
             holder = f"  held by {p.holder}" if p.holder else ""
-            out.append(f"    {p.short}  {p.profile}  {p.compute_units} cu, "
-                       f"{p.memory_bytes / GIB:.1f} GiB{holder}")
+            out.append(
+                f"    {p.short}  {p.profile}  {p.compute_units} cu, "
+                f"{p.memory_bytes / GIB:.1f} GiB{holder}"
+            )
     if view.fits:
         fits = []
         for name, n, starts in view.fits:
             where = f" at {','.join(map(str, starts))}" if starts else ""
             fits.append(f"{name} x{n}{where}")
-        out.append("  fits: " + "; ".join(fits))
+        out += _wrap("  fits: ", fits)
     else:
         out.append("  fits: nothing more")
     return "\n".join(out)
 
 
+def _wrap(head: str, items: list[str], width: int = WIDTH) -> list[str]:
+    """``head`` and the ``;``-separated items, in lines of at most ``width`` columns."""
+    lines, line = [], head
+    for i, item in enumerate(items):
+        text = item + (";" if i < len(items) - 1 else "")
+        if line != head and len(line) + 1 + len(text) > width:
+            lines.append(line)
+            line = " " * len(head) + text
+        else:
+            line += ("" if line == head else " ") + text
+    return [*lines, line]
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("layout", help="draw how each partitionable device is cut")
     p.add_argument("device", nargs="?", metavar="DEVICE", help="one device (default: all)")
-    p.add_argument("file", nargs="?", metavar="FILE",
-                   help="with 'apply' or 'plan': the layout file")
+    p.add_argument(
+        "file", nargs="?", metavar="FILE", help="with 'apply' or 'plan': the layout file"
+    )
     p.add_argument("--svg", metavar="FILE", help="also write the picture as an SVG file")
     p.add_argument("--dry-run", action="store_true", help="apply: print the plan only")
     p.add_argument("--json", action="store_true", help="apply/plan: print JSON")
@@ -189,15 +219,22 @@ def cmd_apply(args: argparse.Namespace, ctx: CliContext) -> int:
             print(json.dumps(prop.to_json(), indent=2))
         else:
             print(prop.to_toml(), end="")
-            print(f"# {prop.devices_used} devices used; solver lower bound "
-                  f"{prop.lower_bound:g}")
+            print(f"# {prop.devices_used} devices used; solver lower bound {prop.lower_bound:g}")
         return 0
     do = not args.dry_run
     plans = (layout.apply if do else layout.plan)(inv, args.file, claimed)
     changed = any(dp.changes for dp in plans)
     if args.json:
-        print(json.dumps({"applied": do and changed, "changed": changed,
-                          "devices": [dp.to_json() for dp in plans]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "applied": do and changed,
+                    "changed": changed,
+                    "devices": [dp.to_json() for dp in plans],
+                },
+                indent=2,
+            )
+        )
         return 0
     for dp in plans:
         if not dp.changes:

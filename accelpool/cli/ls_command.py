@@ -8,6 +8,7 @@ and ``mode``; ``--watch`` redraws in place, like ``watch nvidia-smi``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -147,7 +148,9 @@ def _rows(inv: Inventory, wide: bool) -> tuple[list[str], list[list[str]], list[
             temp = t.temperature_c if t else None
             power = t.power_w if t else None
             row = [
-                ref, _model(d), _mode(d),
+                ref,
+                _model(d),
+                _mode(d),
                 "-" if util is None else f"{util:.0f}%",
                 _memory(t, d.memory_bytes),
                 "-" if temp is None else f"{temp:.0f}C",
@@ -161,8 +164,14 @@ def _rows(inv: Inventory, wide: bool) -> tuple[list[str], list[list[str]], list[
             where = f" @{p.placement.start}" if p.placement else ""
             state = "" if p.complete else " incomplete"
             prow = [
-                f" {_short(p.info.native_id)}", f" {p.profile}{where}{state}", p.kind, "",
-                f"{_gib(p.memory_bytes)}G", "", "", _holder(claims.get(p.id)),
+                f" {_short(p.info.native_id)}",
+                f" {p.profile}{where}{state}",
+                p.kind,
+                "",
+                f"{_gib(p.memory_bytes)}G",
+                "",
+                "",
+                _holder(claims.get(p.id)),
             ]
             if wide:
                 prow.insert(1, p.id)
@@ -236,13 +245,31 @@ def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.watch is None:
         print(render(inv, args.wide))
         return 0
+    return watch(inv, args.watch, args.wide)
+
+
+def watch(inv: Inventory, seconds: float, wide: bool = False) -> int:
+    """Redraw the table every ``seconds`` until interrupted (Ctrl-C exits 0).
+
+    On a terminal each frame homes the cursor and clears below it, so the table is
+    redrawn in place. Anywhere else (a pipe, a log file) no escape codes are written:
+    each frame is appended, its stamp line first and a blank line after it.
+    """
+    in_place = sys.stdout.isatty()
     try:
         while True:
-            # Home the cursor and clear below it: the table is redrawn in place.
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            text = render(inv, args.wide)
-            sys.stdout.write(f"\x1b[H\x1b[J{stamp}  every {args.watch:g}s\n{text}\n")
+            text = render(inv, wide)
+            head = "\x1b[H\x1b[J" if in_place else ""
+            tail = "" if in_place else "\n"
+            sys.stdout.write(f"{head}{stamp}  every {seconds:g}s\n{text}\n{tail}")
             sys.stdout.flush()
-            time.sleep(args.watch)
+            time.sleep(seconds)
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `accelpool ls --watch | head`: the reader is gone
+        import os
+
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
