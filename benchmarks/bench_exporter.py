@@ -8,7 +8,8 @@ Side by side in one run, alternating:
   memory, utilisation, temperature and power, and for every MIG device its memory
   (what dcgm-exporter's default counters need).
 
-Prints the medians, their ratio, a per-phase breakdown of a scrape, and the issue's bound (a scrape at most 50 ms median).
+Prints the medians, their ratio, a per-phase breakdown of a scrape, and the issue's
+bound (a scrape at most 50 ms median).
 
     .venv/bin/python benchmarks/bench_exporter.py [--runs 101]
 """
@@ -110,8 +111,10 @@ def main() -> None:
     print(f"(a) exporter scrape, 8 GPUs + 7 MIG, {size} bytes: median {ma:.2f} ms")
     print(f"(b) pynvml by hand, {readings} readings:            median {mb:.2f} ms")
     print(f"ratio a/b: {ma / mb:.2f}x (HTTP, all families, profiles and claims on top)")
-    print(f"phases: readings pass {ms:.2f} ms, families to text {mt:.2f} ms, "
-          f"HTTP and the rest {max(ma - ms - mt, 0.0):.2f} ms")
+    print(
+        f"phases: readings pass {ms:.2f} ms, families to text {mt:.2f} ms, "
+        f"HTTP and the rest {max(ma - ms - mt, 0.0):.2f} ms"
+    )
     verdict = "holds" if ma <= BOUND_MS else "MISSED"
     print(f"bound: scrape median <= {BOUND_MS:.0f} ms: {ma:.2f} ms, {verdict}")
 
