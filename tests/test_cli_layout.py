@@ -68,6 +68,21 @@ def test_slots_free_and_where_profiles_fit(env: dict[str, str]) -> None:
     assert "1g.5gb x3 at 4,5,6" in out
 
 
+@pytest.mark.parametrize("preset", ["dgx-a100", "mlu370-x8"])
+def test_picture_fits_100_columns_and_narrow_cells_keep_the_ids_tail(
+    env: dict[str, str], preset: str
+) -> None:
+    inv = accelpool.discover(sim=preset)
+    dev = inv.devices()[0]
+    small = min(dev.profiles(), key=lambda p: p.placements[0].size)
+    part = dev.create_partition(small.name)  # one slot wide: its id does not fit the cell
+    out = run_cli("--sim", preset, "layout", env=env).out
+    assert max(len(line) for line in out.splitlines()) <= 100, out
+    assert "…" + part.id[-9:] in out
+    fits = [line for line in out.splitlines() if line.startswith("  fits: ")]
+    assert len(fits) == len(inv.devices())  # wrapped lines continue under, not as new ones
+
+
 def test_holder_is_drawn(env: dict[str, str], tmp_path: Path) -> None:
     inv = accelpool.discover(sim="atlas-800-910b")
     part = inv.device("ascend:1").create_partition("vir05_1c_16g")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -75,8 +77,17 @@ def test_json_keeps_its_shape_and_adds_readings_and_named_holders(env: dict[str,
     doc = run_cli("--sim", "dgx-a100", "ls", "--json", env=env).json()
     assert set(doc) == {"backends", "devices"}
     d = next(x for x in doc["devices"] if x["index"] == 2)
-    for key in ("id", "backend", "index", "vendor", "model", "memory_bytes", "compute_units",
-                "attributes", "partitions"):
+    for key in (
+        "id",
+        "backend",
+        "index",
+        "vendor",
+        "model",
+        "memory_bytes",
+        "compute_units",
+        "attributes",
+        "partitions",
+    ):
         assert key in d
     assert d["telemetry"]["temperature_c"] == dev.telemetry().temperature_c
     assert d["holder"]["holder"] == "k8s:abc"
@@ -94,19 +105,52 @@ def test_lost_device_is_marked(env: dict[str, str]) -> None:
     assert "[LOST]" in row and "nvidia:3 is lost" in out.out
 
 
-def test_watch_redraws_in_place_until_interrupted(env: dict[str, str]) -> None:
-    proc = subprocess.Popen(
+def _watch(env: dict[str, str], stdout: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "accelpool", "--sim", "dgx-a100", "ls", "--watch", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
     )
-    assert proc.stdout is not None
-    seen, deadline = "", time.monotonic() + 60
-    while seen.count("\x1b[H\x1b[J") < 3 and time.monotonic() < deadline:
-        seen += proc.stdout.readline()
+
+
+def _read_until(fd: int, needle: bytes, count: int) -> bytes:
+    seen, deadline = b"", time.monotonic() + 60
+    while seen.count(needle) < count and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if ready:
+            seen += os.read(fd, 1 << 16)
+    return seen
+
+
+def _interrupt(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGINT)  # Ctrl-C while it waits to redraw: a clean exit
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
-    assert seen.count("\x1b[H\x1b[J") >= 3 and "nvidia:7" in seen
+
+
+def test_watch_redraws_in_place_on_a_terminal(env: dict[str, str]) -> None:
+    leader, follower = pty.openpty()
+    proc = _watch(env, follower)
+    os.close(follower)
+    try:
+        seen = _read_until(leader, b"\x1b[H\x1b[J", 3)
+        _interrupt(proc)
+    finally:
+        os.close(leader)
+    assert seen.count(b"\x1b[H\x1b[J") >= 3 and b"nvidia:7" in seen
+
+
+def test_watch_appends_plain_frames_to_a_pipe(env: dict[str, str]) -> None:
+    proc = _watch(env, subprocess.PIPE)
+    assert proc.stdout is not None
+    seen = _read_until(proc.stdout.fileno(), b"every 0.2s", 3)
+    _interrupt(proc)
+    assert b"\x1b" not in seen  # no escape codes in a log file
+    frames = [f for f in seen.decode().split("\n\n") if "every 0.2s" in f]
+    assert len(frames) >= 3
+    assert all(f.splitlines()[0].endswith("every 0.2s") for f in frames)
+    assert "nvidia:7" in frames[0] and "nvidia:7" in frames[1]
 
 
 @pytest.mark.parametrize("args", [["--watch", "0"], ["--watch", "nan"], ["--json", "--watch"]])

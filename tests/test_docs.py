@@ -14,6 +14,22 @@ in a fresh temporary folder that holds ``model.onnx`` (input ``x``, float32
   line) it must exit 1 or 2 (2 for ``accelpool: error:``, a usage error), with the
   error class the doc names; otherwise 0.
 
+Shown output must be what the command prints. In a ```console block the lines under a
+``$ accelpool ...`` line, up to the next ``$ `` line or the end of the block, are
+compared with what the command wrote (its stdout, then its stderr), doctest-ELLIPSIS
+style:
+
+- trailing spaces and leading or trailing blank lines do not count, on either side;
+- a line that is just ``...`` stands for any number of whole lines, none included
+  (so a doc showing only the head of a long listing ends it with a ``...`` line);
+- ``...`` inside a line stands for any characters within that line (a uuid, a pid,
+  a timing, a reading);
+- everything else is literal, ``…`` included (the CLI itself prints ``…`` in short
+  ids).
+
+A command shown with no output under it is checked only for its exit code. A mismatch
+fails the page with a diff of what the doc shows against what the command printed.
+
 ``<!-- docs-test: skip REASON -->`` on the line before a block skips it (the reason is
 required and is reported in pytest's summary). A placeholder (``…``, ``...`` as a
 statement or argument, ``<NAME>``) in a block that runs fails the page, naming the line.
@@ -22,6 +38,7 @@ statement or argument, ``<NAME>``) in a block that runs fails the page, naming t
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 import json
 import os
@@ -148,6 +165,38 @@ def commands(block: Block) -> list[Command]:
         elif current is not None:
             current.output.append(raw)
     return found
+
+
+def _normal(lines: list[str]) -> list[str]:
+    """Lines without trailing spaces, leading and trailing blank lines dropped."""
+    out = [line.rstrip() for line in lines]
+    while out and not out[0]:
+        out.pop(0)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def _pattern(shown: list[str]) -> re.Pattern[str]:
+    """The regular expression the shown lines stand for (see the module's rule)."""
+    parts = []
+    for line in shown:
+        if line.strip() == "...":
+            parts.append(r"(?:[^\n]*\n)*?")  # any number of whole lines
+        else:
+            parts.append(r"[^\n]*".join(map(re.escape, line.split("..."))) + r"\n")
+    return re.compile("".join(parts))
+
+
+def output_mismatch(shown: list[str], printed: str) -> str | None:
+    """None when ``printed`` is what ``shown`` shows (by the rule above), else a diff."""
+    want, got = _normal(shown), _normal(printed.splitlines())
+    if not want:
+        return None
+    if _pattern(want).fullmatch("".join(line + "\n" for line in got)):
+        return None
+    diff = difflib.unified_diff(want, got, "the doc shows", "the command printed", lineterm="")
+    return "\n".join(list(diff)[:80])
 
 
 def placeholders(block: Block) -> list[str]:
@@ -349,6 +398,12 @@ class PageRun:
                 )
         elif proc.returncode != 0:
             return f"{_where(page, cmd.line)}: `{cmd.text}` exited {proc.returncode}{shown}"
+        diff = output_mismatch(cmd.output, out + err)
+        if diff:
+            return (
+                f"{_where(page, cmd.line)}: `{cmd.text}` printed other output than the doc "
+                f"shows ('...' stands for what varies; see tests/test_docs.py):\n{diff}"
+            )
         return None
 
     def _tail(self) -> str:
@@ -467,7 +522,7 @@ def test_blocks_share_names_and_failures_name_their_line(tmp_path: Path) -> None
     ok = "```python\nimport numpy as np\nx = np.load('x.npy')\n```\n"
     ok += "```python\nassert x.shape == (1, 3, 224, 224)\n```\n"
     ok += "```console\n$ accelpool --sim dgx-a100 profiles nvidia:0\n"
-    ok += "$ accelpool --sim dgx-a100 profiles nvidia:9\naccelpool: NotFound: no device\n```\n"
+    ok += "$ accelpool --sim dgx-a100 profiles nvidia:9\naccelpool: NotFound: no device ...\n```\n"
     assert _run_doc(tmp_path / "ok", ok) is None
 
     failure = _run_doc(tmp_path / "py", "text\n```python\nx = 1\nraise KeyError(x)\n```\n")
@@ -480,6 +535,40 @@ def test_blocks_share_names_and_failures_name_their_line(tmp_path: Path) -> None
     bad = "```sh\naccelpool --sim dgx-a100 profiles nvidia:9\n```\n"
     failure = _run_doc(tmp_path / "rc", bad)
     assert failure is not None and "exited 1" in failure and "NotFound" in failure
+
+
+@pytest.mark.parametrize(
+    ("shown", "printed", "matches"),
+    [
+        (["a", "b"], "a  \nb\n\n", True),  # trailing spaces and blank lines do not count
+        (["", "a", ""], "a", True),
+        (["a"], "a\nb", False),  # a shown head must end in a `...` line
+        (["a", "..."], "a\nb\nc", True),
+        (["a", "...", "c"], "a\nc", True),  # `...` lines: none included
+        (["...", "c"], "a\nb", False),
+        (["id MIG-... pid ..."], "id MIG-4a57-9b pid 4242", True),  # within a line
+        (["id MIG-... pid ..."], "id MIG-4a57\n pid 4242", False),  # only within it
+        (["x ... y"], "x y", False),  # the spaces beside it are literal
+        (["MIG-fda…9f178d"], "MIG-fda167a1-9f178d", False),  # `…` is literal
+        (["MIG-fda…9f178d"], "MIG-fda…9f178d", True),
+        (["a.b (c)"], "aXb (c)", False),  # no other pattern syntax
+        ([], "anything", True),  # nothing shown: only the exit code counts
+    ],
+)
+def test_shown_output_rule(shown: list[str], printed: str, matches: bool) -> None:
+    assert (output_mismatch(shown, printed) is None) is matches
+
+
+def test_shown_output_is_compared(tmp_path: Path) -> None:
+    ok = "```console\n$ accelpool sim presets\n+-...-+\n| PRESET ... |\n...\n"
+    ok += "| dgx-a100 ... | 8x nvidia A100-SXM4-40GB ... |\n...\n```\n"
+    assert _run_doc(tmp_path / "ok", ok) is None
+    stale = "```console\n$ accelpool --sim dgx-a100 profiles nvidia:9\n"
+    stale += "accelpool: NotFound: no such device\n```\n"
+    failure = _run_doc(tmp_path / "stale", stale)
+    assert failure is not None and "page.md:2:" in failure and "other output" in failure
+    assert "-accelpool: NotFound: no such device" in failure  # a diff: shown, printed
+    assert "+accelpool: NotFound: no device 'nvidia:9'" in failure
 
 
 def test_a_command_that_never_ends_fails_in_budget(tmp_path: Path) -> None:

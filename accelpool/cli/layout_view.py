@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from accelpool.session import Claim
 
 GIB = 1 << 30
+WIDTH = 100  # the terminal picture fits this many columns
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def _cells(view: View, width: int) -> list[str]:
         w = span * (width + 1) - 1
         texts = [piece.profile, piece.short, piece.holder] if piece else ["free", "", ""]
         for i, t in enumerate(texts):
-            t = t if len(t) <= w else t[: w - 1] + "…"
+            if len(t) > w:
+                # An id keeps its tail (where ids differ); other text keeps its head.
+                t = "…" + piece.id[-(w - 1) :] if piece and i == 1 else t[: w - 1] + "…"
             lines[i] += "|" + t.ljust(w)
         slot += span
     return [line + "|" for line in lines]
@@ -164,10 +167,23 @@ def render_text(view: View, cell: int = 10) -> str:
         for name, n, starts in view.fits:
             where = f" at {','.join(map(str, starts))}" if starts else ""
             fits.append(f"{name} x{n}{where}")
-        out.append("  fits: " + "; ".join(fits))
+        out += _wrap("  fits: ", fits)
     else:
         out.append("  fits: nothing more")
     return "\n".join(out)
+
+
+def _wrap(head: str, items: list[str], width: int = WIDTH) -> list[str]:
+    """``head`` and the ``;``-separated items, in lines of at most ``width`` columns."""
+    lines, line = [], head
+    for i, item in enumerate(items):
+        text = item + (";" if i < len(items) - 1 else "")
+        if line != head and len(line) + 1 + len(text) > width:
+            lines.append(line)
+            line = " " * len(head) + text
+        else:
+            line += ("" if line == head else " ") + text
+    return [*lines, line]
 
 
 def register(sub: Any) -> None:

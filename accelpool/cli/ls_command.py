@@ -8,6 +8,7 @@ and ``mode``; ``--watch`` redraws in place, like ``watch nvidia-smi``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -254,13 +255,31 @@ def cmd_ls(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.watch is None:
         print(render(inv, args.wide))
         return 0
+    return watch(inv, args.watch, args.wide)
+
+
+def watch(inv: Inventory, seconds: float, wide: bool = False) -> int:
+    """Redraw the table every ``seconds`` until interrupted (Ctrl-C exits 0).
+
+    On a terminal each frame homes the cursor and clears below it, so the table is
+    redrawn in place. Anywhere else (a pipe, a log file) no escape codes are written:
+    each frame is appended, its stamp line first and a blank line after it.
+    """
+    in_place = sys.stdout.isatty()
     try:
         while True:
-            # Home the cursor and clear below it: the table is redrawn in place.
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            text = render(inv, args.wide)
-            sys.stdout.write(f"\x1b[H\x1b[J{stamp}  every {args.watch:g}s\n{text}\n")
+            text = render(inv, wide)
+            head = "\x1b[H\x1b[J" if in_place else ""
+            tail = "" if in_place else "\n"
+            sys.stdout.write(f"{head}{stamp}  every {seconds:g}s\n{text}\n{tail}")
             sys.stdout.flush()
-            time.sleep(args.watch)
+            time.sleep(seconds)
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `accelpool ls --watch | head`: the reader is gone
+        import os
+
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -93,11 +93,16 @@ def _device(dev: Any) -> tuple[DeviceReading, bool]:
 
     def sized(p: Any) -> Telemetry:
         return Telemetry(memory_total_bytes=p.memory_bytes)
+
     try:
         telemetry = errors.call(f"telemetry of {dev.id}", dev.telemetry, size_only)
         parts = [
             PartitionReading(
-                p.id, p.profile, p.kind, p.memory_bytes, dict(p.attributes),
+                p.id,
+                p.profile,
+                p.kind,
+                p.memory_bytes,
+                dict(p.attributes),
                 errors.call(f"telemetry of {p.id}", p.telemetry, sized(p)),
             )
             for p in errors.call(f"partitions of {dev.id}", dev.partitions, [])
@@ -111,9 +116,7 @@ def _device(dev: Any) -> tuple[DeviceReading, bool]:
         # A lost device is reported unhealthy; it says nothing about the backend's health.
         log.info("%s is lost: %s", dev.id, e)
         return DeviceReading(*base, dict(dev.attributes), False, size_only), True
-    reading = DeviceReading(
-        *base, dict(dev.attributes), True, telemetry, parts, available
-    )
+    reading = DeviceReading(*base, dict(dev.attributes), True, telemetry, parts, available)
     return reading, errors.count == 0
 
 
@@ -147,9 +150,17 @@ def take_snapshot(inventory: Any, claims: Any | None = None) -> Snapshot:
     """Read every backend, device, partition and claim of ``inventory`` once.
 
     A backend counts as up when it is available and, if it has devices, at least one
-    of them was read without an unexpected error.
+    of them was read without an unexpected error. Under a simulated fleet, backends
+    the fleet does not include are not reported.
     """
-    backends = {s.name: bool(s.available) for s in inventory.backends()}
+    fleet = getattr(inventory, "fleet", None)
+    backends = {
+        s.name: bool(s.available)
+        for s in inventory.backends()
+        # Under a simulated fleet, a backend the fleet does not include is no problem
+        # (as in `accelpool ls`): it is left out rather than reported down.
+        if fleet is None or s.available or fleet.for_backend(s.name)
+    }
     devices: list[DeviceReading] = []
     for name, up in sorted(backends.items()):
         if not up:

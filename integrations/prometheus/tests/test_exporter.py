@@ -64,15 +64,25 @@ def test_dgx_a100_with_mig_has_dcgm_and_neutral_families(scrape_inventory, tmp_p
         m = scrape_inventory(inv)
 
     neutral = [
-        "accelpool_device_memory_used_bytes", "accelpool_device_memory_total_bytes",
-        "accelpool_device_utilization_ratio", "accelpool_device_temperature_celsius",
-        "accelpool_device_power_watts", "accelpool_partitions", "accelpool_profile_available",
-        "accelpool_claim_info", "accelpool_backend_up",
+        "accelpool_device_memory_used_bytes",
+        "accelpool_device_memory_total_bytes",
+        "accelpool_device_utilization_ratio",
+        "accelpool_device_temperature_celsius",
+        "accelpool_device_power_watts",
+        "accelpool_partitions",
+        "accelpool_profile_available",
+        "accelpool_claim_info",
+        "accelpool_backend_up",
     ]
     for name in neutral:
         assert m[name], f"{name} has no samples"
-    dcgm = ["DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE",
-            "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"]
+    dcgm = [
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "DCGM_FI_DEV_FB_FREE",
+        "DCGM_FI_DEV_GPU_TEMP",
+        "DCGM_FI_DEV_POWER_USAGE",
+    ]
     for name in dcgm:
         assert m[name], f"{name} has no samples"
         for labels, _ in m[name]:
@@ -109,21 +119,38 @@ def test_ascend_fleet_has_npu_exporter_families(scrape_inventory) -> None:
     dev = inv.devices("ascend")[0]
     vnpu = dev.create_partition(dev.profiles()[0].name)
     m = scrape_inventory(inv)
-    for name in ["npu_chip_info_utilization", "npu_chip_info_hbm_used_memory",
-                 "npu_chip_info_hbm_total_memory", "npu_chip_info_temperature",
-                 "npu_chip_info_power", "npu_chip_info_health_status"]:
+    for name in [
+        "npu_chip_info_utilization",
+        "npu_chip_info_hbm_used_memory",
+        "npu_chip_info_hbm_total_memory",
+        "npu_chip_info_temperature",
+        "npu_chip_info_power",
+        "npu_chip_info_health_status",
+    ]:
         assert m[name], f"{name} has no samples"
         for labels, _ in m[name]:
             assert {"id", "model_name", "vdie_id", "v_dev_id", "is_virtual"} <= labels.keys()
     chips = [lab for lab, _ in m["npu_chip_info_health_status"]]
     assert len(chips) == len(inv.devices("ascend"))
-    virtual = [(lab, v) for lab, v in m["npu_chip_info_hbm_total_memory"]
-               if lab["is_virtual"] == "true"]
+    virtual = [
+        (lab, v) for lab, v in m["npu_chip_info_hbm_total_memory"] if lab["is_virtual"] == "true"
+    ]
     assert [(lab["v_dev_id"], v) for lab, v in virtual] == [
         (str(vnpu.attributes["huawei.com/vnpuID"]), vnpu.memory_bytes // 2**20)
     ]
     up = dict((lab["backend"], v) for lab, v in m["accelpool_backend_up"])
-    assert up["ascend"] == 1.0 and up["nvidia"] == 0.0
+    assert up == {"ascend": 1.0}  # backends the simulated fleet leaves out: not reported
+
+
+def test_a_simulated_backend_that_fails_to_load_is_down(scrape_inventory, tmp_path: Path) -> None:
+    fleet = write_fleet(tmp_path, "bad", "ascend", [("Ascend999Z", 1, {})])  # no such chip
+    inv = accelpool.discover(sim=fleet)
+    status = {s.name: s for s in inv.backends()}
+    assert not status["ascend"].available
+    m = scrape_inventory(inv)
+    up = dict((lab["backend"], v) for lab, v in m["accelpool_backend_up"])
+    assert up == {"ascend": 0.0}
+    assert m["accelpool_device_memory_total_bytes"] == []
 
 
 class _Failing(Backend):
@@ -185,7 +212,10 @@ def test_cli_serves_until_terminated(tmp_path: Path) -> None:
     env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "accelpool", "--sim", "dgx-a100", "exporter", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
@@ -208,7 +238,9 @@ def test_cli_serves_until_terminated(tmp_path: Path) -> None:
 def test_cli_rejects_bad_options(args: list[str], words: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "accelpool", "--sim", "dgx-a100", "exporter", *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -220,5 +252,6 @@ def test_docs_python_examples_run() -> None:
     doc = Path(__file__).resolve().parents[3] / "docs" / "exporter.md"
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
     assert blocks
+    scope: dict[str, object] = {}  # in order, sharing names, as the docs harness runs them
     for block in blocks:
-        exec(compile(block, str(doc), "exec"), {})
+        exec(compile(block, str(doc), "exec"), scope)
