@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     from accelpool.cli import layout_view
 
     layout_view.register(sub)
+    from accelpool.cli import layout_command
+
+    layout_command.register(sub)
 
     p = sub.add_parser("profiles", help="partition profiles a device offers")
     p.add_argument("device", metavar="DEVICE", help="device id or BACKEND:INDEX, e.g. nvidia:0")
