@@ -258,8 +258,11 @@ def propose_hosts(hosts: list[tuple[str | None, Inventory]], path: str,
     layouts, changes = [], 0
     for ci, cl in enumerate(classes):
         devs = iter(cl)
-        # Devices whose configuration equals what they hold first, so they stay untouched.
-        order = sorted(range(len(configs[ci])), key=lambda k: configs[ci][k] != cl[0].current)
+        # Devices keep what they hold where the plan allows; on fresh devices the
+        # lowest-indexed ones are used first.
+        cur = cl[0].current
+        order = sorted(range(len(configs[ci])),
+                       key=lambda k: (configs[ci][k] != cur if cur else 0, not configs[ci][k]))
         for k in order:
             c = configs[ci][k]
             for _ in range(x[ci][k]):

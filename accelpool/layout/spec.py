@@ -148,8 +148,8 @@ def load_migparted(path: str, name: str) -> list[Entry]:
     """The entries of config ``name`` in a mig-parted ``mig-configs`` YAML file."""
     configs = _migparted(path)
     if name not in configs:
-        some = ", ".join(list(configs)[:8])
-        raise InvalidRequest(f"{path} has no config {name!r} (it has {some}, ...)")
+        some = ", ".join(list(configs)[:8]) + (", ..." if len(configs) > 8 else "")
+        raise InvalidRequest(f"{path} has no config {name!r} (it has {some})")
     items = configs[name]
     if not isinstance(items, list) or not items:
         raise InvalidRequest(f"{path}: config {name!r} must be a list of device entries")
