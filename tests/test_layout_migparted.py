@@ -15,16 +15,46 @@ from accelpool.inventory import resolve_fleet
 from accelpool.testing import run_cli
 
 CONFIG = str(Path(__file__).parent / "data" / "mig-parted-default.yaml")
-COMMON_80 = ["all-disabled", "all-enabled", "all-1g.10gb", "all-1g.10gb.me", "all-1g.20gb",
-             "all-2g.20gb", "all-3g.40gb", "all-4g.40gb", "all-7g.80gb", "all-balanced"]
+COMMON_80 = [
+    "all-disabled",
+    "all-enabled",
+    "all-1g.10gb",
+    "all-1g.10gb.me",
+    "all-1g.20gb",
+    "all-2g.20gb",
+    "all-3g.40gb",
+    "all-4g.40gb",
+    "all-7g.80gb",
+    "all-balanced",
+]
 #: The per-GPU layouts of mig-parted's default config, by the comments that head them.
 PER_GPU = {
-    "dgx-a100": ["all-disabled", "all-enabled", "all-1g.5gb", "all-1g.5gb.me", "all-2g.10gb",
-                 "all-3g.20gb", "all-4g.20gb", "all-7g.40gb", "all-1g.10gb", "all-balanced"],
+    "dgx-a100": [
+        "all-disabled",
+        "all-enabled",
+        "all-1g.5gb",
+        "all-1g.5gb.me",
+        "all-2g.10gb",
+        "all-3g.20gb",
+        "all-4g.20gb",
+        "all-7g.40gb",
+        "all-1g.10gb",
+        "all-balanced",
+    ],
     "dgx-a100-80gb": COMMON_80,
     "dgx-h100": COMMON_80,
-    "hgx-h200": ["all-disabled", "all-enabled", "all-balanced", "all-1g.18gb", "all-1g.18gb.me",
-                 "all-1g.35gb", "all-2g.35gb", "all-3g.71gb", "all-4g.71gb", "all-7g.141gb"],
+    "hgx-h200": [
+        "all-disabled",
+        "all-enabled",
+        "all-balanced",
+        "all-1g.18gb",
+        "all-1g.18gb.me",
+        "all-1g.35gb",
+        "all-2g.35gb",
+        "all-3g.71gb",
+        "all-4g.71gb",
+        "all-7g.141gb",
+    ],
 }
 
 
@@ -38,8 +68,10 @@ def _held(sim: str) -> list[tuple[Counter[str], str]]:
     """Per device: the profiles held, and the MIG mode."""
     inv = accelpool.discover(sim=sim)
     try:
-        return [(Counter(p.profile for p in d.partitions()),
-                 str(d.attributes["nvidia.com/migMode"])) for d in inv.devices()]
+        return [
+            (Counter(p.profile for p in d.partitions()), str(d.attributes["nvidia.com/migMode"]))
+            for d in inv.devices()
+        ]
     finally:
         inv.close()
 
@@ -104,13 +136,14 @@ def test_cli_config_dry_run_then_apply_then_no_change(env: dict[str, str]) -> No
 
 def _mig_off_fleet(tmp_path: Path, count: int = 2) -> str:
     f = tmp_path / "off.toml"
-    f.write_text(f'name = "mig-off"\n[[devices]]\nbackend = "nvidia"\n'
-                 f'model = "A100-SXM4-40GB"\ncount = {count}\n[devices.options]\nmig = false\n')
+    f.write_text(
+        f'name = "mig-off"\n[[devices]]\nbackend = "nvidia"\n'
+        f'model = "A100-SXM4-40GB"\ncount = {count}\n[devices.options]\nmig = false\n'
+    )
     return str(f)
 
 
-def test_apply_enables_mig_where_the_layout_needs_it(env: dict[str, str],
-                                                      tmp_path: Path) -> None:
+def test_apply_enables_mig_where_the_layout_needs_it(env: dict[str, str], tmp_path: Path) -> None:
     sim = _mig_off_fleet(tmp_path)
     out = run_cli("--sim", sim, "apply", CONFIG, "--config", "all-3g.20gb", env=env)
     assert out.code == 0, out.err
@@ -123,8 +156,7 @@ def test_apply_enables_mig_where_the_layout_needs_it(env: dict[str, str],
     assert _held(sim) == [(Counter(), "disabled")] * 2
 
 
-def test_failure_midway_undoes_the_mode_change_too(env: dict[str, str],
-                                                   tmp_path: Path) -> None:
+def test_failure_midway_undoes_the_mode_change_too(env: dict[str, str], tmp_path: Path) -> None:
     sim = _mig_off_fleet(tmp_path)
     inv = accelpool.discover(sim=sim)
     dev = inv.device("nvidia:1")  # device 0 is changed first, then device 1 fails

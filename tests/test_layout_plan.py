@@ -26,9 +26,12 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 def _demand(tmp_path: Path, work: list[dict[str, object]]) -> str:
     f = tmp_path / "demand.toml"
-    f.write_text("".join(
-        "[[workload]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in w.items()) + "\n"
-        for w in work))
+    f.write_text(
+        "".join(
+            "[[workload]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in w.items()) + "\n"
+            for w in work
+        )
+    )
     return str(f)
 
 
@@ -54,11 +57,14 @@ def _fewest_by_search(sim: str, need: Counter[str]) -> int:
     raise AssertionError("no cover on 8 GPUs")
 
 
-@pytest.mark.parametrize("need", [
-    {"3g.20gb": 3, "2g.10gb": 2, "1g.5gb": 3},
-    {"4g.20gb": 2, "2g.10gb": 3, "1g.5gb": 2},
-    {"7g.40gb": 1, "3g.20gb": 1, "1g.10gb": 5},
-])
+@pytest.mark.parametrize(
+    "need",
+    [
+        {"3g.20gb": 3, "2g.10gb": 2, "1g.5gb": 3},
+        {"4g.20gb": 2, "2g.10gb": 3, "1g.5gb": 2},
+        {"7g.40gb": 1, "3g.20gb": 1, "1g.10gb": 5},
+    ],
+)
 def test_plan_uses_the_optimal_gpu_count_and_apply_serves_the_demand(
     env: dict[str, str], tmp_path: Path, need: dict[str, int]
 ) -> None:
@@ -103,19 +109,21 @@ def test_plan_keeps_matching_partitions_and_never_touches_claimed_ones(
     assert run_cli("--sim", "dgx-a100", "apply", str(planned), env=env).code == 0
     after = _held("dgx-a100")
     assert after[5] == Counter({"4g.20gb": 1, "3g.20gb": 1})
-    assert held.id in {p.id for p in accelpool.discover(sim="dgx-a100").device(
-        "nvidia:5").partitions()}
+    assert held.id in {
+        p.id for p in accelpool.discover(sim="dgx-a100").device("nvidia:5").partitions()
+    }
 
 
 def test_plan_across_hosts_then_apply_per_host(env: dict[str, str], tmp_path: Path) -> None:
     hosts = tmp_path / "hosts.toml"
-    hosts.write_text('[[host]]\nname = "a100-node"\nsim = "dgx-a100"\n\n'
-                     '[[host]]\nname = "h200-node"\nsim = "hgx-h200"\n')
+    hosts.write_text(
+        '[[host]]\nname = "a100-node"\nsim = "dgx-a100"\n\n'
+        '[[host]]\nname = "h200-node"\nsim = "hgx-h200"\n'
+    )
     # 15 GiB and 30% of a GPU: a 3g.20gb on an A100-40GB, a 3g.71gb on an H200; two each.
     demand = _demand(tmp_path, [{"count": 20, "memory_gib": 15, "compute": 0.3}])
     planned = tmp_path / "planned.toml"
-    out = run_cli("plan", demand, "--hosts", str(hosts), "--out", str(planned), "--json",
-                  env=env)
+    out = run_cli("plan", demand, "--hosts", str(hosts), "--out", str(planned), "--json", env=env)
     assert out.code == 0, out.err
     got = json.loads(out.out)
     assert got["devices_used"] == 10 and got["gap"] == 0
@@ -124,7 +132,8 @@ def test_plan_across_hosts_then_apply_per_host(env: dict[str, str], tmp_path: Pa
         res = run_cli("--sim", sim, "apply", str(planned), "--host", host, env=env)
         assert res.code == 0, res.err
     served = sum(c["3g.20gb"] for c in _held("dgx-a100")) + sum(
-        c["3g.71gb"] for c in _held("hgx-h200"))
+        c["3g.71gb"] for c in _held("hgx-h200")
+    )
     assert served == 20
 
 

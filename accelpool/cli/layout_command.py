@@ -19,38 +19,57 @@ if TYPE_CHECKING:
 
 def _sim_flag(p: argparse.ArgumentParser) -> None:
     # Also accepted after the command; the global one (before it) is the same setting.
-    p.add_argument("--sim", metavar="PRESET|FILE", default=argparse.SUPPRESS,
-                   help="use a simulated fleet (as the global --sim)")
+    p.add_argument(
+        "--sim",
+        metavar="PRESET|FILE",
+        default=argparse.SUPPRESS,
+        help="use a simulated fleet (as the global --sim)",
+    )
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "apply", help="make devices hold exactly the partitions a layout names, all-or-nothing",
+        "apply",
+        help="make devices hold exactly the partitions a layout names, all-or-nothing",
         description="Apply a layout file (TOML), or with --config NAME a config of a "
         "mig-parted mig-configs YAML file. Keeps what matches, finds placements whatever "
         "the order, switches MIG mode where needed, never destroys claimed partitions, and "
-        "undoes every step if one fails. See docs/layouts.md.")
+        "undoes every step if one fails. See docs/layouts.md.",
+    )
     p.add_argument("file", metavar="FILE", help="layout file, or mig-parted YAML with --config")
     p.add_argument("--config", metavar="NAME", help="the mig-configs entry of a mig-parted file")
-    p.add_argument("--host", metavar="NAME",
-                   help="apply the tables of this host of a multi-host layout (from plan --hosts)")
+    p.add_argument(
+        "--host",
+        metavar="NAME",
+        help="apply the tables of this host of a multi-host layout (from plan --hosts)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     p.add_argument("--json", action="store_true", help="print JSON")
     _sim_flag(p)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser(
-        "plan", help="the layout that serves a demand on the fewest devices",
+        "plan",
+        help="the layout that serves a demand on the fewest devices",
         description="Read a demand file and propose layouts serving it with the fewest "
         "devices, then the fewest changes to existing partitions, never touching claimed "
         "ones (HiGHS). Prints, and with --out writes, a layout file 'accelpool apply' "
-        "accepts. See docs/layouts.md.")
+        "accepts. See docs/layouts.md.",
+    )
     p.add_argument("demand", metavar="DEMAND", help="demand file (TOML, [[workload]] tables)")
-    p.add_argument("--hosts", metavar="FILE",
-                   help="plan for a multi-host fleet: a file of [[host]] name and sim")
+    p.add_argument(
+        "--hosts",
+        metavar="FILE",
+        help="plan for a multi-host fleet: a file of [[host]] name and sim",
+    )
     p.add_argument("--out", metavar="FILE", help="write the layout file here")
-    p.add_argument("--time-limit", type=float, default=30.0, metavar="SECONDS",
-                   help="seconds the solver may take per stage (default 30)")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds the solver may take per stage (default 30)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     _sim_flag(p)
     p.set_defaults(func=cmd_plan)
@@ -67,8 +86,16 @@ def cmd_apply(args: argparse.Namespace, ctx: CliContext) -> int:
     plans = run(inv, args.file, layout.live_claims(), config=config, host=host)
     changed = any(dp.changes for dp in plans)
     if args.json:
-        print(json.dumps({"applied": do and changed, "changed": changed,
-                          "devices": [dp.to_json() for dp in plans]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "applied": do and changed,
+                    "changed": changed,
+                    "devices": [dp.to_json() for dp in plans],
+                },
+                indent=2,
+            )
+        )
         return 0
     if not plans:
         print("No device matches the layout.")
@@ -78,8 +105,7 @@ def cmd_apply(args: argparse.Namespace, ctx: CliContext) -> int:
             continue
         made = ", ".join(f"{n}@{s}" if s is not None else n for n, s in dp.create)
         mode = f"{dp.mig} MIG, " if dp.mig else ""
-        print(f"{dp.ref}: {mode}keep {len(dp.keep)}, destroy {len(dp.destroy)}, "
-              f"create [{made}]")
+        print(f"{dp.ref}: {mode}keep {len(dp.keep)}, destroy {len(dp.destroy)}, create [{made}]")
     print(("Applied." if changed else "No change.") if do else "Plan only: nothing changed.")
     return 0
 
@@ -93,12 +119,14 @@ def cmd_plan(args: argparse.Namespace, ctx: CliContext) -> int:
         raise InvalidRequest("--time-limit must be more than 0 seconds")
     if hosts_file:
         if getattr(args, "sim", None):
-            raise InvalidRequest("give --sim or --hosts, not both: a hosts file names each "
-                                 "host's fleet")
+            raise InvalidRequest(
+                "give --sim or --hosts, not both: a hosts file names each host's fleet"
+            )
         from accelpool.inventory import discover
 
         invs: list[tuple[str | None, Any]] = [
-            (name, discover(sim=sim)) for name, sim in demand.load_hosts(hosts_file)]
+            (name, discover(sim=sim)) for name, sim in demand.load_hosts(hosts_file)
+        ]
         try:
             prop = demand.propose_hosts(invs, args.demand, None, limit)
         finally:
@@ -116,6 +144,8 @@ def cmd_plan(args: argparse.Namespace, ctx: CliContext) -> int:
         return 0
     print(prop.to_toml(), end="")
     gap = prop.devices_used - prop.lower_bound
-    print(f"# {'optimal' if prop.optimal else f'gap {gap:g} device(s) to the bound'}"
-          + (f"; written to {args.out}" if args.out else ""))
+    print(
+        f"# {'optimal' if prop.optimal else f'gap {gap:g} device(s) to the bound'}"
+        + (f"; written to {args.out}" if args.out else "")
+    )
     return 0

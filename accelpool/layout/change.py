@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from accelpool.capabilities import Capability
@@ -39,8 +40,13 @@ class DevicePlan:
         return bool(self.destroy or self.create or self.mig)
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.ref, "mig": self.mig, "keep": self.keep, "destroy": self.destroy,
-                "create": [{"profile": p, "start": s} for p, s in self.create]}
+        return {
+            "device": self.ref,
+            "mig": self.mig,
+            "keep": self.keep,
+            "destroy": self.destroy,
+            "create": [{"profile": p, "start": s} for p, s in self.create],
+        }
 
 
 def live_claims() -> dict[str, str]:
@@ -63,9 +69,11 @@ def _holders(claimed: Claimed) -> dict[str, str]:
 
 def mig_capable(d: Device) -> bool:
     """Whether ``d`` has a MIG mode this backend can switch."""
-    return d.capabilities.supports(Capability.MIG_MODE) and any(
-        k.endswith("/migCapable") and v is True for k, v in d.attributes.items()
-    ) and callable(getattr(d.backend_instance, "set_mig_mode", None))
+    return (
+        d.capabilities.supports(Capability.MIG_MODE)
+        and any(k.endswith("/migCapable") and v is True for k, v in d.attributes.items())
+        and callable(getattr(d.backend_instance, "set_mig_mode", None))
+    )
 
 
 def _fit(free: set[int], need: list[list[tuple[int, int]]]) -> list[int] | None:
@@ -85,8 +93,9 @@ def _slots(profiles: Mapping[str, PartitionProfile]) -> int:
     return max((pl.start + pl.size for p in profiles.values() for pl in p.placements), default=0)
 
 
-def _try(d: Device, wanted: dict[str, int], holders: Mapping[str, str],
-         keep_free: bool) -> DevicePlan | None:
+def _try(
+    d: Device, wanted: dict[str, int], holders: Mapping[str, str], keep_free: bool
+) -> DevicePlan | None:
     """The plan keeping matching partitions (unclaimed ones too if ``keep_free``)."""
     ref = f"{d.backend}:{d.index}"
     profiles = {p.name: p for p in d.profiles()}
@@ -101,19 +110,24 @@ def _try(d: Device, wanted: dict[str, int], holders: Mapping[str, str],
         elif p.id in holders:
             raise InvalidRequest(
                 f"{ref}: partition {p.id} ({p.profile}) is claimed by {holders[p.id]} and the "
-                "layout drops it; release the claim or keep it in the layout")
+                "layout drops it; release the claim or keep it in the layout"
+            )
         else:
             dp.destroy.append(p.id)
     need = [n for n, c in left.items() for _ in range(c)]
-    placed = sorted((n for n in need if profiles[n].placements),
-                    key=lambda n: -profiles[n].placements[0].size)
+    placed = sorted(
+        (n for n in need if profiles[n].placements), key=lambda n: -profiles[n].placements[0].size
+    )
     if placed:
         free = set(range(_slots(profiles))) - {
-            s for p in kept if p.placement
+            s
+            for p in kept
+            if p.placement
             for s in range(p.placement.start, p.placement.start + p.placement.size)
         }
-        starts = _fit(free, [[(pl.start, pl.size) for pl in profiles[n].placements]
-                             for n in placed])
+        starts = _fit(
+            free, [[(pl.start, pl.size) for pl in profiles[n].placements] for n in placed]
+        )
         if starts is None:
             return None
         dp.create += list(zip(placed, starts, strict=True))
@@ -132,14 +146,20 @@ def plan_device(d: Device, entry: Entry | dict[str, int], claimed: Claimed = Non
     mig_on = capable and any(p.kind == "mig" for p in profiles.values())
     wanted = entry.partitions
     want_mig = entry.mig
-    if want_mig is None and capable and not mig_on and wanted and any(
-        c and n not in profiles for n, c in wanted.items()
+    if (
+        want_mig is None
+        and capable
+        and not mig_on
+        and wanted
+        and any(c and n not in profiles for n, c in wanted.items())
     ):
         want_mig = True  # the profiles asked for exist only in MIG mode
     if want_mig is not None and not capable:
         if want_mig:
-            raise InvalidRequest(f"{ref} ({d.model}) has no MIG mode accelpool can switch; "
-                                 "drop mig / mig-enabled from the layout for it")
+            raise InvalidRequest(
+                f"{ref} ({d.model}) has no MIG mode accelpool can switch; "
+                "drop mig / mig-enabled from the layout for it"
+            )
         want_mig = None  # mig-enabled: false on a device without MIG: nothing to do
     if want_mig is False:
         wanted = {}
@@ -148,8 +168,10 @@ def plan_device(d: Device, entry: Entry | dict[str, int], claimed: Claimed = Non
         dp = DevicePlan(ref, mig="enable")
         busy = [p.id for p in d.partitions()]
         if busy:
-            raise InvalidRequest(f"{ref}: enabling MIG needs the {len(busy)} partition(s) on "
-                                 "it destroyed first; destroy them or leave MIG mode alone")
+            raise InvalidRequest(
+                f"{ref}: enabling MIG needs the {len(busy)} partition(s) on "
+                "it destroyed first; destroy them or leave MIG mode alone"
+            )
         dp.create = [(n, None) for n, c in (wanted or {}).items() for _ in range(c)]
         return dp
     if wanted is None:
@@ -159,21 +181,33 @@ def plan_device(d: Device, entry: Entry | dict[str, int], claimed: Claimed = Non
     for name, count in wanted.items():
         if count and name not in profiles:
             raise InvalidRequest(
-                f"{ref} offers no profile {name!r}; see 'accelpool profiles {ref}'")
-    dp = _try(d, wanted, holders, keep_free=True) or _try(d, wanted, holders, keep_free=False)
-    if dp is None:
-        raise InvalidRequest(f"{ref}: the layout {wanted} does not fit its placements; "
-                             "ask for fewer or smaller partitions")
+                f"{ref} offers no profile {name!r}; see 'accelpool profiles {ref}'"
+            )
+    found = _try(d, wanted, holders, keep_free=True) or _try(d, wanted, holders, keep_free=False)
+    if found is None:
+        raise InvalidRequest(
+            f"{ref}: the layout {wanted} does not fit its placements; "
+            "ask for fewer or smaller partitions"
+        )
+    dp = found
     if d.id in holders and dp.changes:
-        raise InvalidRequest(f"{ref} is claimed as a whole by {holders[d.id]}; release the "
-                             "claim before changing its partitions")
+        raise InvalidRequest(
+            f"{ref} is claimed as a whole by {holders[d.id]}; release the "
+            "claim before changing its partitions"
+        )
     if want_mig is False and mig_on:
         dp.mig = "disable"
     return dp
 
 
-def plan(inv: Inventory, path: str | list[Entry], claimed: Claimed = None, *,
-         config: str | None = None, host: str | None = None) -> list[DevicePlan]:
+def plan(
+    inv: Inventory,
+    path: str | list[Entry],
+    claimed: Claimed = None,
+    *,
+    config: str | None = None,
+    host: str | None = None,
+) -> list[DevicePlan]:
     """The change every selected device needs to match the layout (nothing is changed).
 
     ``path`` is a layout file (TOML), or with ``config`` a mig-parted ``mig-configs``
@@ -186,14 +220,21 @@ def plan(inv: Inventory, path: str | list[Entry], claimed: Claimed = None, *,
 
 def _set_mig(d: Device, on: bool) -> bool:
     """Switch MIG mode; True if it changed. A change left pending is a failure."""
-    change = d.backend_instance.set_mig_mode(d.info, on)
+    backend: Any = d.backend_instance  # mig_capable() checked it has set_mig_mode
+    change = backend.set_mig_mode(d.info, on)
     if change.status == "pending":
         raise InvalidRequest(f"MIG mode on {d.id} is only pending: {change.reason}")
     return bool(change.status == "applied")
 
 
-def apply(inv: Inventory, path: str | list[Entry], claimed: Claimed = None, *,
-          config: str | None = None, host: str | None = None) -> list[DevicePlan]:
+def apply(
+    inv: Inventory,
+    path: str | list[Entry],
+    claimed: Claimed = None,
+    *,
+    config: str | None = None,
+    host: str | None = None,
+) -> list[DevicePlan]:
     """Make every selected device match the layout or, on any failure, leave all as it was."""
     entries = load(path, config) if isinstance(path, str) else path
     holders = _holders(claimed)
@@ -206,7 +247,7 @@ def apply(inv: Inventory, path: str | list[Entry], claimed: Claimed = None, *,
                 continue
             if dp.mig == "enable":
                 if _set_mig(d, True):
-                    undo.append((f"disable MIG on {dp.ref}", lambda d=d: _set_mig(d, False)))
+                    undo.append((f"disable MIG on {dp.ref}", partial(_set_mig, d, False)))
                 else:
                     dp.mig = None
                 again = plan_device(d, Entry(partitions=e.partitions or {}), holders)
@@ -216,14 +257,18 @@ def apply(inv: Inventory, path: str | list[Entry], claimed: Claimed = None, *,
                 p = byid[pid]
                 start = p.placement.start if p.placement else None
                 p.destroy()
-                undo.append((f"remake {p.profile} on {dp.ref}",
-                             lambda d=d, n=p.profile, s=start: d.create_partition(n, s)))
+                undo.append(
+                    (
+                        f"remake {p.profile} on {dp.ref}",
+                        partial(d.create_partition, p.profile, start),
+                    )
+                )
             for name, start in dp.create:
                 made = d.create_partition(name, start)
-                undo.append((f"destroy {made.id}", lambda m=made: m.destroy(force=True)))
+                undo.append((f"destroy {made.id}", partial(made.destroy, force=True)))
             if dp.mig == "disable":
                 if _set_mig(d, False):
-                    undo.append((f"enable MIG on {dp.ref}", lambda d=d: _set_mig(d, True)))
+                    undo.append((f"enable MIG on {dp.ref}", partial(_set_mig, d, True)))
                 else:
                     dp.mig = None
     except AccelPoolError as err:
@@ -234,7 +279,8 @@ def apply(inv: Inventory, path: str | list[Entry], claimed: Claimed = None, *,
             except AccelPoolError as u:
                 left.append(f"{what} ({u})")
         if left:
-            raise InvalidRequest(f"layout apply failed ({err}) and could not undo: "
-                                 + "; ".join(left)) from None
+            raise InvalidRequest(
+                f"layout apply failed ({err}) and could not undo: " + "; ".join(left)
+            ) from None
         raise InvalidRequest(f"layout apply failed and was rolled back: {err}") from None
     return plans

@@ -57,19 +57,28 @@ class Proposal:
     notes: list[str] = field(default_factory=list)
 
     def to_toml(self) -> str:
-        out = [f"# {self.devices_used} devices used, {self.changes} partition changes; "
-               f"solver lower bound {self.lower_bound:g} devices"]
+        out = [
+            f"# {self.devices_used} devices used, {self.changes} partition changes; "
+            f"solver lower bound {self.lower_bound:g} devices"
+        ]
         for lay in self.layouts:
             body = ", ".join(f'"{k}" = {v}' for k, v in sorted(lay["partitions"].items()))
             host = f'host = "{lay["host"]}"\n' if lay["host"] is not None else ""
-            out.append(f'[[device]]  # {lay["model"]}\n{host}select = "{lay["device"]}"\n'
-                       f"partitions = {{ {body} }}\n")
+            out.append(
+                f'[[device]]  # {lay["model"]}\n{host}select = "{lay["device"]}"\n'
+                f"partitions = {{ {body} }}\n"
+            )
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
-        return {"devices_used": self.devices_used, "lower_bound": self.lower_bound,
-                "gap": self.devices_used - self.lower_bound, "optimal": self.optimal,
-                "changes": self.changes, "layouts": self.layouts}
+        return {
+            "devices_used": self.devices_used,
+            "lower_bound": self.lower_bound,
+            "gap": self.devices_used - self.lower_bound,
+            "optimal": self.optimal,
+            "changes": self.changes,
+            "layouts": self.layouts,
+        }
 
 
 def _pick(profiles: list[PartitionProfile], w: dict[str, Any], total_cu: int) -> str | None:
@@ -78,15 +87,19 @@ def _pick(profiles: list[PartitionProfile], w: dict[str, Any], total_cu: int) ->
         return str(w["profile"]) if w["profile"] in {p.name for p in profiles} else None
     mem = float(w.get("memory_gib", 0)) * GIB
     cu = float(w.get("compute", 0)) * total_cu
-    fits = [p for p in profiles if p.memory_bytes >= mem and p.compute_units >= cu - 1e-9
-            and "+" not in p.name]  # media-extension profiles only when asked by name
+    fits = [
+        p
+        for p in profiles
+        if p.memory_bytes >= mem and p.compute_units >= cu - 1e-9 and "+" not in p.name
+    ]  # media-extension profiles only when asked by name
     if not fits:
         return None
     return min(fits, key=lambda p: (p.compute_units, p.memory_bytes)).name
 
 
-def configurations(profiles: list[PartitionProfile],
-                   blocked: frozenset[int] = frozenset()) -> list[Counter[str]]:
+def configurations(
+    profiles: list[PartitionProfile], blocked: frozenset[int] = frozenset()
+) -> list[Counter[str]]:
     """Every multiset of placed profiles that fits one device, ``blocked`` slots taken."""
     places = [(p.name, pl.start, pl.size) for p in profiles for pl in p.placements]
     seen: set[tuple[tuple[str, int], ...]] = set()
@@ -121,19 +134,25 @@ def load_demand(path: str) -> list[dict[str, Any]]:
     if not isinstance(work, list) or not work:
         raise InvalidRequest(f"{path}: no [[workload]] tables; add one with count and profile")
     for i, w in enumerate(work):
+        if not isinstance(w, dict):
+            raise InvalidRequest(f"{path}: workload {i} must be a [[workload]] table")
         c = w.get("count", 1)
         if not isinstance(c, int) or isinstance(c, bool) or c < 0:
             raise InvalidRequest(f"{path}: workload {i}: count must be a whole number >= 0")
         if "profile" not in w and "memory_gib" not in w and "compute" not in w:
             raise InvalidRequest(f"{path}: workload {i} needs profile, or memory_gib/compute")
+        for k in ("profile", "model"):
+            if k in w and not isinstance(w[k], str):
+                raise InvalidRequest(f"{path}: workload {i}: {k} must be a string")
         for k in ("memory_gib", "compute"):
             if k in w and (not isinstance(w[k], int | float) or w[k] < 0):
                 raise InvalidRequest(f"{path}: workload {i}: {k} must be a number >= 0")
     return work
 
 
-def _classes(hosts: list[tuple[str | None, Inventory]], claimed: dict[str, str]) -> tuple[
-        list[list[DeviceSlot]], list[list[Counter[str]]], dict[str, Device]]:
+def _classes(
+    hosts: list[tuple[str | None, Inventory]], claimed: dict[str, str]
+) -> tuple[list[list[DeviceSlot]], list[list[Counter[str]]], dict[str, Device]]:
     """Devices grouped by state, each group's configurations, and one device per model."""
     groups: dict[tuple[Any, ...], list[DeviceSlot]] = {}
     configs: dict[tuple[Any, ...], list[Counter[str]]] = {}
@@ -147,14 +166,22 @@ def _classes(hosts: list[tuple[str | None, Inventory]], claimed: dict[str, str])
                 continue
             parts = d.partitions()
             fixed = [p for p in parts if p.id in claimed]
-            blocked = frozenset(s for p in fixed if p.placement
-                                for s in range(p.placement.start,
-                                               p.placement.start + p.placement.size))
+            blocked = frozenset(
+                s
+                for p in fixed
+                if p.placement
+                for s in range(p.placement.start, p.placement.start + p.placement.size)
+            )
             cur = Counter(p.profile for p in parts if p.id not in claimed and p.complete)
-            key = (d.model, blocked, tuple(sorted(Counter(p.profile for p in fixed).items())),
-                   tuple(sorted(cur.items())))
-            slot = DeviceSlot(host, f"{d.backend}:{d.index}", d.model,
-                              Counter(p.profile for p in fixed), cur)
+            key = (
+                d.model,
+                blocked,
+                tuple(sorted(Counter(p.profile for p in fixed).items())),
+                tuple(sorted(cur.items())),
+            )
+            slot = DeviceSlot(
+                host, f"{d.backend}:{d.index}", d.model, Counter(p.profile for p in fixed), cur
+            )
             groups.setdefault(key, []).append(slot)
             if key not in configs:
                 configs[key] = configurations(profiles, blocked)
@@ -163,9 +190,13 @@ def _classes(hosts: list[tuple[str | None, Inventory]], claimed: dict[str, str])
     return [groups[k] for k in keys], [configs[k] for k in keys], sample
 
 
-def _solve(classes: list[list[DeviceSlot]], configs: list[list[Counter[str]]],
-           need: list[tuple[int, dict[str, str]]], time_limit: float,
-           max_devices: float | None) -> tuple[list[list[int]], float, bool]:
+def _solve(
+    classes: list[list[DeviceSlot]],
+    configs: list[list[Counter[str]]],
+    need: list[tuple[int, dict[str, str]]],
+    time_limit: float,
+    max_devices: float | None,
+) -> tuple[list[list[int]], float, bool]:
     """x[class][config]: devices of each class taking each configuration."""
     import highspy
 
@@ -188,24 +219,35 @@ def _solve(classes: list[list[DeviceSlot]], configs: list[list[Counter[str]]],
     inf = highspy.kHighsInf
     upper = [float(len(classes[ci])) for ci, _ in cols] + [float(need[w][0]) for w, _ in zcols]
     h.addVars(n + nz, np.zeros(n + nz), np.array(upper))
-    h.changeColsIntegrality(n + nz, np.arange(n + nz, dtype=np.int32),
-                            np.full(n + nz, highspy.HighsVarType.kInteger, dtype=np.uint8))
-    h.changeColsCost(n + nz, np.arange(n + nz, dtype=np.int32),
-                     np.array(cost + [0.0] * nz))
+    h.changeColsIntegrality(
+        n + nz,
+        np.arange(n + nz, dtype=np.int32),
+        np.full(n + nz, highspy.HighsVarType.kInteger, dtype=np.uint8),
+    )
+    h.changeColsCost(n + nz, np.arange(n + nz, dtype=np.int32), np.array(cost + [0.0] * nz))
     for ci, cl in enumerate(classes):  # every device takes exactly one configuration
         idx = [i for i, (c, _) in enumerate(cols) if c == ci]
-        h.addRow(float(len(cl)), float(len(cl)), len(idx), np.array(idx, dtype=np.int32),
-                 np.ones(len(idx)))
+        h.addRow(
+            float(len(cl)),
+            float(len(cl)),
+            len(idx),
+            np.array(idx, dtype=np.int32),
+            np.ones(len(idx)),
+        )
     for w, (count, _) in enumerate(need):  # every workload instance is served
         idx = [n + j for j, (ww, _) in enumerate(zcols) if ww == w]
-        h.addRow(float(count), float(count), len(idx), np.array(idx, dtype=np.int32),
-                 np.ones(len(idx)))
+        h.addRow(
+            float(count), float(count), len(idx), np.array(idx, dtype=np.int32), np.ones(len(idx))
+        )
     supply: dict[tuple[str, str], list[int]] = {}
     for j, (w, m) in enumerate(zcols):
         supply.setdefault((m, need[w][1][m]), []).append(n + j)
     for (m, prof), zs in supply.items():  # served <= partitions of that profile on that model
-        idx = [i for i, (ci, k) in enumerate(cols)
-               if classes[ci][0].model == m and configs[ci][k][prof]]
+        idx = [
+            i
+            for i, (ci, k) in enumerate(cols)
+            if classes[ci][0].model == m and configs[ci][k][prof]
+        ]
         vals = [-float(configs[cols[i][0]][cols[i][1]][prof]) for i in idx] + [1.0] * len(zs)
         h.addRow(-inf, 0.0, len(vals), np.array(idx + zs, dtype=np.int32), np.array(vals))
     if max_devices is not None:
@@ -217,8 +259,10 @@ def _solve(classes: list[list[DeviceSlot]], configs: list[list[Counter[str]]],
     if status != highspy.HighsModelStatus.kOptimal and (
         not len(sol) or status == highspy.HighsModelStatus.kInfeasible
     ):
-        raise InvalidRequest("the demand does not fit on the free devices "
-                             f"({sum(len(c) for c in classes)} planned on)")
+        raise InvalidRequest(
+            "the demand does not fit on the free devices "
+            f"({sum(len(c) for c in classes)} planned on)"
+        )
     x: list[list[int]] = [[0] * len(c) for c in configs]
     for i, (ci, k) in enumerate(cols):
         x[ci][k] = round(sol[i])
@@ -226,9 +270,12 @@ def _solve(classes: list[list[DeviceSlot]], configs: list[list[Counter[str]]],
     return x, bound, status == highspy.HighsModelStatus.kOptimal
 
 
-def propose_hosts(hosts: list[tuple[str | None, Inventory]], path: str,
-                  claimed: dict[str, str] | None = None,
-                  time_limit: float = 30.0) -> Proposal:
+def propose_hosts(
+    hosts: list[tuple[str | None, Inventory]],
+    path: str,
+    claimed: dict[str, str] | None = None,
+    time_limit: float = 30.0,
+) -> Proposal:
     """The layout serving the demand in ``path`` across ``hosts`` (name, inventory)."""
     from accelpool.layout.change import live_claims
 
@@ -247,13 +294,18 @@ def propose_hosts(hosts: list[tuple[str | None, Inventory]], path: str,
             if prof is not None:
                 opts[m] = prof
         if not opts:
-            raise InvalidRequest(f"{path}: workload {i} ({w}): no device model here offers a "
-                                 "profile that covers it")
+            raise InvalidRequest(
+                f"{path}: workload {i} ({w}): no device model here offers a profile that covers it"
+            )
         if w.get("count", 1):
             need.append((int(w.get("count", 1)), opts))
     x, bound, optimal = _solve(classes, configs, need, time_limit, None)
-    used = sum(x[ci][k] for ci, cfg in enumerate(configs) for k, c in enumerate(cfg)
-               if c or classes[ci][0].fixed)
+    used = sum(
+        x[ci][k]
+        for ci, cfg in enumerate(configs)
+        for k, c in enumerate(cfg)
+        if c or classes[ci][0].fixed
+    )
     x, _, opt2 = _solve(classes, configs, need, time_limit, float(used))
     layouts, changes = [], 0
     for ci, cl in enumerate(classes):
@@ -261,8 +313,10 @@ def propose_hosts(hosts: list[tuple[str | None, Inventory]], path: str,
         # Devices keep what they hold where the plan allows; on fresh devices the
         # lowest-indexed ones are used first.
         cur = cl[0].current
-        order = sorted(range(len(configs[ci])),
-                       key=lambda k: (configs[ci][k] != cur if cur else 0, not configs[ci][k]))
+        order = sorted(
+            range(len(configs[ci])),
+            key=lambda k: (configs[ci][k] != cur if cur else 0, not configs[ci][k]),
+        )
         for k in order:
             c = configs[ci][k]
             for _ in range(x[ci][k]):
@@ -270,14 +324,21 @@ def propose_hosts(hosts: list[tuple[str | None, Inventory]], path: str,
                 change = sum(((s.current - c) + (c - s.current)).values())
                 changes += change
                 if c or s.fixed or change:
-                    layouts.append({"host": s.host, "device": s.ref, "model": s.model,
-                                    "partitions": dict(c + s.fixed)})
+                    layouts.append(
+                        {
+                            "host": s.host,
+                            "device": s.ref,
+                            "model": s.model,
+                            "partitions": dict(c + s.fixed),
+                        }
+                    )
     lb = float(np.ceil(bound - 1e-6))
     return Proposal(layouts, used, lb, optimal and opt2, changes)
 
 
-def propose(inv: Inventory, path: str, claimed: dict[str, str] | None = None,
-            time_limit: float = 30.0) -> Proposal:
+def propose(
+    inv: Inventory, path: str, claimed: dict[str, str] | None = None, time_limit: float = 30.0
+) -> Proposal:
     """The layout that serves the demand in ``path`` on this host's devices."""
     return propose_hosts([(None, inv)], path, claimed, time_limit)
 
@@ -289,8 +350,11 @@ def load_hosts(path: str) -> list[tuple[str, str]]:
     except tomllib.TOMLDecodeError as e:
         raise InvalidRequest(f"hosts file {path} is not valid TOML: {e}") from None
     out = []
-    for i, h in enumerate(doc.get("host", [])):
-        if not isinstance(h.get("name"), str) or not isinstance(h.get("sim"), str):
+    hosts = doc.get("host", [])
+    for i, h in enumerate(hosts if isinstance(hosts, list) else [None]):
+        if not (
+            isinstance(h, dict) and isinstance(h.get("name"), str) and isinstance(h.get("sim"), str)
+        ):
             raise InvalidRequest(f"{path}: host {i} needs name and sim (a preset or fleet file)")
         sim = h["sim"]
         rel = Path(path).parent / sim

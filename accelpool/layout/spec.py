@@ -76,7 +76,7 @@ def _select(where: str, sel: Any) -> Any:
     if isinstance(sel, list):
         ok = all(isinstance(i, int | str) and not isinstance(i, bool) for i in sel)
     if not ok or isinstance(sel, bool):
-        raise InvalidRequest(f"{where}: select must be \"all\", an index, a list or a device id")
+        raise InvalidRequest(f'{where}: select must be "all", an index, a list or a device id')
     return sel
 
 
@@ -105,6 +105,8 @@ def load_toml(path: str) -> list[Entry]:
     out = []
     for i, t in enumerate(tables):
         where = f"{path}: device table {i}"
+        if not isinstance(t, dict):
+            raise InvalidRequest(f"{where} must be a [[device]] table")
         mig = _mig(where, t.get("mig"))
         parts = t.get("partitions")
         if parts is None and mig is None:
@@ -112,14 +114,16 @@ def load_toml(path: str) -> list[Entry]:
         host = t.get("host")
         if host is not None and not isinstance(host, str):
             raise InvalidRequest(f"{where}: host must be a string")
-        out.append(Entry(
-            select=_select(where, t.get("select", "all")),
-            model=str(t["model"]) if "model" in t else None,
-            pci_ids=_pci(where, t["device-filter"]) if "device-filter" in t else (),
-            host=host,
-            partitions=None if parts is None else _counts(where, parts),
-            mig=mig,
-        ))
+        out.append(
+            Entry(
+                select=_select(where, t.get("select", "all")),
+                model=str(t["model"]) if "model" in t else None,
+                pci_ids=_pci(where, t["device-filter"]) if "device-filter" in t else (),
+                host=host,
+                partitions=None if parts is None else _counts(where, parts),
+                mig=mig,
+            )
+        )
     return out
 
 
@@ -167,12 +171,14 @@ def load_migparted(path: str, name: str) -> list[Entry]:
         parts = it.get("mig-devices")
         if mig is False and parts:
             raise InvalidRequest(f"{where}: mig-devices need mig-enabled: true")
-        out.append(Entry(
-            select=devs,
-            pci_ids=_pci(where, it["device-filter"]) if "device-filter" in it else (),
-            partitions={} if mig is False else _counts(where, parts or {}),
-            mig=mig,
-        ))
+        out.append(
+            Entry(
+                select=devs,
+                pci_ids=_pci(where, it["device-filter"]) if "device-filter" in it else (),
+                partitions={} if mig is False else _counts(where, parts or {}),
+                mig=mig,
+            )
+        )
     return out
 
 
@@ -181,8 +187,9 @@ def load(path: str, config: str | None = None) -> list[Entry]:
     return load_migparted(path, config) if config is not None else load_toml(path)
 
 
-def resolve(entries: Sequence[Entry], devices: Sequence[Device],
-            host: str | None = None) -> list[tuple[Device, Entry]]:
+def resolve(
+    entries: Sequence[Entry], devices: Sequence[Device], host: str | None = None
+) -> list[tuple[Device, Entry]]:
     """Each selected device with the entry that applies to it (a later entry wins)."""
     chosen: dict[str, tuple[Device, Entry]] = {}
     for e in entries:
