@@ -199,7 +199,8 @@ class Accelpool(FGD):
     pack = 0.05  # weight of the best-fit term (free capacity left on the host)
     pack_mig = 0.2  # the same in MIG mode, where fewer, larger shapes pack less tightly
     sig = False  # score by FGD's 0-100 sigmoid first
-    index = 0.0  # weight of the host index (first-fit bias)
+    index = 0.2  # weight of the host index (first-fit bias), fractional mode
+    index_mig = 0.0  # the same in MIG mode
 
     def bind(self, fleet: Fleet, mix: WorkloadMix) -> None:
         super().bind(fleet, mix)
@@ -207,6 +208,7 @@ class Accelpool(FGD):
         self._idx: np.ndarray = np.zeros(1)
         if fleet.mode == "mig":
             self.pack = self.pack_mig
+            self.index = self.index_mig
 
     def _key(self, dec: np.ndarray, left: np.ndarray) -> np.ndarray:
         d = dec / self.scale
