@@ -10,6 +10,7 @@ undone in reverse, MIG mode changes included, and the error says so.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -223,6 +224,8 @@ def _set_mig(d: Device, on: bool) -> bool:
     backend: Any = d.backend_instance  # mig_capable() checked it has set_mig_mode
     change = backend.set_mig_mode(d.info, on)
     if change.status == "pending":
+        with suppress(AccelPoolError):  # withdraw the pending request: leave it as it was
+            backend.set_mig_mode(d.info, not on)
         raise InvalidRequest(f"MIG mode on {d.id} is only pending: {change.reason}")
     return bool(change.status == "applied")
 
