@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -26,7 +27,20 @@ from accelpool.errors import AccelPoolError
 from accelpool.pool import POLICIES, WorkloadMix, place
 from accelpool.pool.trace import TRACES, inflate, load_hosts, load_tasks, subsample_hosts
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "alibaba-gpu-v2023"
+TRACE_DIR = Path("shared") / "data" / "alibaba-gpu-v2023"
+
+
+def default_data() -> Path:
+    """$ACCELPOOL_TRACE_DIR, else shared/data/alibaba-gpu-v2023 beside the repository
+    (or beside a folder above it, as for a git worktree), else ../shared/data/..."""
+    env = os.environ.get("ACCELPOOL_TRACE_DIR")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[1]
+    for up in repo.parents:
+        if (up / TRACE_DIR).is_dir():
+            return up / TRACE_DIR
+    return repo.parent / TRACE_DIR
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -77,8 +91,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder with the trace's CSV files")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder with the trace's CSV files (default: $ACCELPOOL_TRACE_DIR "
+                        "or ../shared/data/alibaba-gpu-v2023 beside the repository)")
     parser.add_argument("--trace", default="default", choices=sorted(TRACES))
     parser.add_argument("--mode", default="fractional", choices=["fractional", "mig"])
     parser.add_argument("--policies", default=",".join(POLICIES),
@@ -91,6 +106,8 @@ def main() -> int:
                         help="seconds the solver may take per subsample")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.data is None:
+        args.data = default_data()
     unknown = [p for p in args.policies if p not in POLICIES]
     if unknown:
         print(f"error: unknown policy {unknown[0]!r}: use {', '.join(POLICIES)}", file=sys.stderr)

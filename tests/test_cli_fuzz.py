@@ -25,7 +25,8 @@ WORDS = [
     "--allow-fallback", "nvidia", "mig", "enable", "disable", "nvidia:0", "nvidia:7",
     "nvidia:99", "ascend:0", "cambricon:1", "opencl:0", "1g.5gb", "3g.20gb", "7g.40gb",
     "vir02", "-1", "0", "x=x.npy", "model.onnx", "--help", "--version", "--sim",
-    "dgx-a100", "mixed", "atlas-300i-310p",
+    "dgx-a100", "mixed", "atlas-300i-310p", "apply", "plan", "--config", "--dry-run",
+    "--hosts", "--host",
 ]  # fmt: skip
 TEXT = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),

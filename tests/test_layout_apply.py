@@ -134,3 +134,24 @@ def test_plan_is_optimal_and_apply_realises_it(env: dict[str, str], tmp_path: Pa
     inv = accelpool.discover(sim="dgx-a100")
     held = [p.profile for d in inv.devices() for p in d.partitions()]
     assert held.count("3g.20gb") == 5 and held.count("1g.5gb") == 4
+
+
+@pytest.mark.parametrize(
+    ("preset", "ref", "held_profile", "layout"),
+    [
+        ("atlas-800-910b", "ascend:0", "vir05_1c_16g", {"vir10_3c_32g": 1}),
+        ("mlu370-x8", "cambricon:0", "1m.4gb", {"2m.8gb": 2}),
+    ],
+)
+def test_claim_blocks_ascend_and_cambricon_layouts(
+    env: dict[str, str], tmp_path: Path, preset: str, ref: str, held_profile: str,
+    layout: dict[str, int],
+) -> None:
+    dev = accelpool.discover(sim=preset).device(ref)
+    held = dev.create_partition(held_profile)
+    claims.claim(held, holder="k8s:pod-7", owner="infer")
+    shape = _shape(preset, ref)
+    f = _layout(tmp_path, str(dev.index), layout)
+    out = run_cli("--sim", preset, "apply", f, env=env)
+    assert out.code == 1 and held.id in out.err and "k8s:pod-7" in out.err, out.err
+    assert _shape(preset, ref) == shape

@@ -26,6 +26,7 @@ CORE: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("backends",), "accelpool.cli.commands", "register_backends"),
     (("ls",), "accelpool.cli.ls_command", "register"),
     (("layout",), "accelpool.cli.layout_view", "register"),
+    (("apply", "plan"), "accelpool.cli.layout_command", "register"),
     (("profiles", "partition", "sim"), "accelpool.cli.commands", "register_devices"),
     (("vfio", "vm"), "accelpool.cli.vfio_command", "register"),
     (("run", "claims"), "accelpool.cli.run_command", "register"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accelpool.errors import AccelPoolError, InvalidRequest
@@ -190,7 +189,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("layout", help="draw how each partitionable device is cut")
     p.add_argument("device", nargs="?", metavar="DEVICE", help="one device (default: all)")
     p.add_argument(
-        "file", nargs="?", metavar="FILE", help="with 'apply' or 'plan': the layout file"
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="with 'apply' or 'plan' (aliases of 'accelpool apply|plan'): the file",
     )
     p.add_argument("--svg", metavar="FILE", help="also write the picture as an SVG file")
     p.add_argument("--dry-run", action="store_true", help="apply: print the plan only")
@@ -199,58 +201,18 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_layout)
 
 
-def cmd_apply(args: argparse.Namespace, ctx: CliContext) -> int:
-    import json
-
-    from accelpool import layout
-    from accelpool.cli.ls_command import _claims
-
-    if not args.file:
-        raise InvalidRequest(f"layout {args.device} needs a layout FILE (see docs/layouts.md)")
-    claimed = set(_claims())
-    inv = ctx.inventory()
-    if args.device == "plan":
-        from accelpool.layout_plan import propose
-
-        prop = propose(inv, args.file, claimed)
-        if args.out:
-            Path(args.out).write_text(prop.to_toml())
-        if args.json:
-            print(json.dumps(prop.to_json(), indent=2))
-        else:
-            print(prop.to_toml(), end="")
-            print(f"# {prop.devices_used} devices used; solver lower bound {prop.lower_bound:g}")
-        return 0
-    do = not args.dry_run
-    plans = (layout.apply if do else layout.plan)(inv, args.file, claimed)
-    changed = any(dp.changes for dp in plans)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "applied": do and changed,
-                    "changed": changed,
-                    "devices": [dp.to_json() for dp in plans],
-                },
-                indent=2,
-            )
-        )
-        return 0
-    for dp in plans:
-        if not dp.changes:
-            print(f"{dp.ref}: no change ({len(dp.keep)} kept)")
-            continue
-        made = ", ".join(f"{n}@{s}" if s is not None else n for n, s in dp.create)
-        print(f"{dp.ref}: keep {len(dp.keep)}, destroy {len(dp.destroy)}, create [{made}]")
-    print(("Applied." if changed else "No change.") if do else "Plan only: nothing changed.")
-    return 0
-
-
 def cmd_layout(args: argparse.Namespace, ctx: CliContext) -> int:
     from accelpool.cli.ls_command import _claims
 
-    if args.device in ("apply", "plan"):
-        return cmd_apply(args, ctx)
+    if args.device in ("apply", "plan"):  # the old spelling of 'accelpool apply|plan'
+        from accelpool.cli import layout_command
+
+        if not args.file:
+            raise InvalidRequest(f"layout {args.device} needs a FILE (see docs/layouts.md)")
+        if args.device == "plan":
+            args.demand = args.file
+            return layout_command.cmd_plan(args, ctx)
+        return layout_command.cmd_apply(args, ctx)
     inv = ctx.inventory()
     devices = [inv.device(args.device)] if args.device else inv.devices()
     claims = _claims()

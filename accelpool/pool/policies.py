@@ -197,16 +197,13 @@ class Accelpool(FGD):
     name = "accelpool"
     quantum = 0.0  # fragmentation decrease rounded to this (device fractions); 0: exact
     pack = 0.05  # weight of the best-fit term (free capacity left on the host)
-    pack_mig = 0.2  # the same in MIG mode, where fewer, larger shapes pack less tightly
     sig = False  # score by FGD's 0-100 sigmoid first
-    index = 0.0  # weight of the host index (first-fit bias)
+    index = 0.2  # weight of the host index (first-fit bias)
 
     def bind(self, fleet: Fleet, mix: WorkloadMix) -> None:
         super().bind(fleet, mix)
         self.cpu_norm, self.gpu_norm = _norms(fleet)
         self._idx: np.ndarray = np.zeros(1)
-        if fleet.mode == "mig":
-            self.pack = self.pack_mig
 
     def _key(self, dec: np.ndarray, left: np.ndarray) -> np.ndarray:
         d = dec / self.scale
