@@ -7,6 +7,7 @@ no longer wanted are deleted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,18 @@ class Publisher:
         ]
 
     def publish(self) -> bool:
-        """Publish if anything changed; whether it did."""
-        probe = self.slices(self.generation or 1)
-        if probe == self._last:
+        """Publish if anything changed; whether it did. The slices are rendered once a
+        round and compared without their generation, which goes up only on a change."""
+        current = self.slices(self.generation or 1)
+        if current == self._last:
             return False
         self.generation += 1
-        current = self.slices(self.generation)
+        for s in current:
+            s["spec"]["pool"]["generation"] = self.generation
         self.sink(current)
-        self._last = self.slices(self.generation)
+        self._last = [json.loads(json.dumps(s)) for s in current]
+        for s in self._last:
+            s["spec"]["pool"]["generation"] = self.generation
         return True
 
 
