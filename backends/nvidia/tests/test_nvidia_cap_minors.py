@@ -36,9 +36,8 @@ def test_computed_minors_match_the_published_table(tmp_path: Path) -> None:
 
 def test_rendered_table_has_the_published_shape_and_rows() -> None:
     rows = [line.rsplit(" ", 1) for line in render_mig_minors().splitlines()]
-    assert rows[:4] == [["config", "1"], ["monitor", "2"], ["gpu0/gi0/access", "3"]] + [
-        ["gpu0/gi0/ci0/access", "4"]
-    ]
+    first = [["config", "1"], ["monitor", "2"], ["gpu0/gi0/access", "3"]]
+    assert rows[:4] == [*first, ["gpu0/gi0/ci0/access", "4"]]
     assert rows[-2:] == [["gpu31/gi14/ci6/access", "4321"], ["gpu31/gi14/ci7/access", "4322"]]
     minors = [int(m) for _, m in rows]
     assert minors == list(range(1, 4323))  # every minor once, in order
