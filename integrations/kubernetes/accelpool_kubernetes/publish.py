@@ -86,6 +86,16 @@ def api_sink(api_client: Any, node: str, driver: str) -> Callable[[list[dict[str
         existing = {
             s.metadata.name: s for s in api.list_resource_slice(field_selector=selector).items
         }
+        # after a restart the pools on the server may be ahead of us: go above them, or
+        # the scheduler would take our new slices for old ones
+        ahead = max(
+            (s.spec.pool.generation for s in existing.values() if s.spec and s.spec.pool),
+            default=0,
+        )
+        for body in slices:
+            pool = body["spec"]["pool"]
+            if pool["generation"] <= ahead:
+                pool["generation"] = ahead + 1
         for body in slices:
             name = body["metadata"]["name"]
             model: Any = k8s.V1ResourceSlice.from_dict(body)

@@ -126,12 +126,14 @@ def _slice(name: str, node: str) -> dict[str, Any]:
         "kind": "ResourceSlice",
         "metadata": {"name": name, "resourceVersion": "1"},
         "spec": {"driver": "accelpool.dev", "nodeName": node,
-                 "pool": {"name": f"{node}/x", "generation": 9, "resourceSliceCount": 1}},
+                 "pool": {"name": f"{node}/cambricon", "generation": 9,
+                          "resourceSliceCount": 1}},
     }  # fmt: skip
 
 
 def test_publisher_creates_replaces_and_deletes_through_the_client(api: FakeApi) -> None:
-    api.objects["n1-stale"] = _slice("n1-stale", "n1")  # ours, no longer wanted
+    # ours from before a restart (its pool is at generation 9), no longer wanted
+    api.objects["n1-stale"] = _slice("n1-stale", "n1")
     api.objects["n2-other"] = _slice("n2-other", "n2")  # another node's: left alone
     conf = k8s.Configuration(host=f"http://127.0.0.1:{api.server_address[1]}")
     with accelpool.discover(sim="mlu370-x8") as inv, k8s.ApiClient(conf) as client:
@@ -147,7 +149,8 @@ def test_publisher_creates_replaces_and_deletes_through_the_client(api: FakeApi)
         mine = {n for n, o in api.objects.items() if o["spec"]["nodeName"] == "n1"}
         assert "n1-stale" not in mine and "n2-other" in api.objects and mine
         first = {n: api.objects[n]["metadata"]["resourceVersion"] for n in mine}
-        assert {api.objects[n]["spec"]["pool"]["generation"] for n in mine} == {1}
+        # above the generation the server had, so the scheduler takes the new slices
+        assert {api.objects[n]["spec"]["pool"]["generation"] for n in mine} == {10}
         assert {c for c, _ in api.calls} == {"list", "create", "delete"}
         calls = len(api.calls)
         assert not pub.publish()  # nothing changed: nothing sent
@@ -158,7 +161,7 @@ def test_publisher_creates_replaces_and_deletes_through_the_client(api: FakeApi)
         replaced = {n for _, n in api.calls if _ == "replace"}
         assert replaced == mine & now  # kept names went through PUT with their version
         assert all(api.objects[n]["metadata"]["resourceVersion"] != first[n] for n in replaced)
-        assert {api.objects[n]["spec"]["pool"]["generation"] for n in now} == {2}
+        assert {api.objects[n]["spec"]["pool"]["generation"] for n in now} == {11}
         devices = [d["name"] for n in now for d in api.objects[n]["spec"].get("devices") or []]
         assert any(d.startswith("cambricon-0-mim-2m8gb-") for d in devices)
         # what the server holds loads back as the client's models
