@@ -8,6 +8,7 @@ the UVM nodes are needed by every target, so they are the shared nodes.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,35 @@ if TYPE_CHECKING:
 
 SHARED = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 MIG_MINORS = Path("/proc/driver/nvidia-caps/mig-minors")
-#: the driver's layout of mig-minors: 'config' 1, 'monitor' 2, then per GPU 15 GPU
-#: instances of 9 entries each (the instance's 'access', then 8 compute instances)
-_GIS_PER_GPU, _PER_GI, _FIRST = 15, 9, 3
+#: the driver's layout of mig-minors (NVIDIA's MIG user guide, "Device Nodes and
+#: Capabilities"): 'config' 1, 'monitor' 2, then for each of 32 GPU minors 15 GPU
+#: instances of 9 entries each (the instance's 'access', then 8 compute instances),
+#: ending at 'gpu31/gi14/ci7/access 4322'
+_GPUS, _GIS_PER_GPU, _CIS_PER_GI, _FIRST = 32, 15, 8, 3
+_PER_GI = 1 + _CIS_PER_GI
+
+
+def render_mig_minors() -> str:
+    """The whole ``mig-minors`` table as the driver writes it."""
+    lines = ["config 1", "monitor 2"]
+    for gpu in range(_GPUS):
+        for gi in range(_GIS_PER_GPU):
+            base = _FIRST + (gpu * _GIS_PER_GPU + gi) * _PER_GI
+            lines.append(f"gpu{gpu}/gi{gi}/access {base}")
+            lines.extend(f"gpu{gpu}/gi{gi}/ci{ci}/access {base + 1 + ci}" for ci in range(8))
+    return "\n".join(lines) + "\n"
+
+
+def sim_mig_minors(root: Path) -> Path:
+    """The simulated fleet's ``mig-minors`` under its root, written once if absent, so
+    that simulated specs read the table as real ones do."""
+    path = Path(root) / MIG_MINORS.relative_to("/")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(render_mig_minors())
+        os.replace(tmp, path)
+    return path
 
 
 def cap_minors(
@@ -33,7 +60,7 @@ def cap_minors(
     """Minors of ``nvidia-cap<N>`` for GPU instance ``gi`` and its compute instance ``ci``.
 
     Read from the driver's ``mig-minors`` table when it is there, else computed from
-    its fixed layout.
+    its fixed layout (the same numbers, see :func:`render_mig_minors`).
     """
     gi_key, ci_key = f"gpu{gpu_minor}/gi{gi}/access", f"gpu{gpu_minor}/gi{gi}/ci{ci}/access"
     if table is not None:
@@ -54,7 +81,8 @@ def nvidia_edits(backend: CudaTargets, target: Target) -> ContainerEdits:
     if isinstance(target, PartitionInfo):
         gi = int(target.attributes["nvidia.com/gpuInstanceId"])
         ci = int(target.attributes["nvidia.com/computeInstanceId"])
-        table = MIG_MINORS if backend.context.sim is None else None
+        sim = backend.context.sim
+        table = MIG_MINORS if sim is None else sim_mig_minors(sim.root)
         for m in cap_minors(minor, gi, ci, table):
             nodes.append(node(backend, f"/dev/nvidia-caps/nvidia-cap{m}", "r"))
     return ContainerEdits(

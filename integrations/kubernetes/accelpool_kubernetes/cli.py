@@ -58,6 +58,13 @@ def register(sub: Any) -> None:
     _common(c)
     c.add_argument("--dir", type=Path, default=None, help="write spec files here (default: print)")
     c.add_argument("--format", choices=("json", "yaml"), default="json")
+    c.add_argument(
+        "--watch",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --dir: keep the specs current, checking every SECONDS, until stopped",
+    )
     c.set_defaults(func=cmd_cdi)
 
     p = ks.add_parser("prepare", help="prepare a claim's allocated devices; print CDI ids")
@@ -113,6 +120,13 @@ def register(sub: Any) -> None:
         help="read ResourceClaims from DIR/<uid>.json instead of the cluster",
     )
     kp.add_argument("--kubernetes-version", default="1.35", metavar="1.34|1.35")
+    kp.add_argument(
+        "--resync-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often to look for partition changes made outside the driver (default 10)",
+    )
     kp.set_defaults(func=cmd_plugin)
 
 
@@ -142,20 +156,46 @@ def cmd_slices(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
-def cmd_cdi(args: argparse.Namespace, ctx: Any) -> int:
-    from accelpool_kubernetes.cdi import dump, host_specs, spec_file, write_atomic
+def _interval(value: float | None, flag: str) -> float | None:
+    if value is not None and not 0.1 <= value <= 3600:
+        raise InvalidRequest(f"{flag} takes seconds between 0.1 and 3600, not {value:g}")
+    return value
 
-    specs = host_specs(ctx.inventory(), check_driver(args.driver))
+
+def _until_signalled() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_cdi(args: argparse.Namespace, ctx: Any) -> int:
+    from accelpool_kubernetes.cdi import host_specs, spec_file
+    from accelpool_kubernetes.sync import sync_specs
+
+    driver = check_driver(args.driver)
+    watch = _interval(args.watch, "--watch")
     if args.dir is None:
+        if watch is not None:
+            raise InvalidRequest("--watch needs --dir DIR: the folder to keep current")
+        specs = host_specs(ctx.inventory(), driver)
         if args.format == "json":
             print(json.dumps(list(specs.values()), indent=2))
         else:
             sys.stdout.write(yaml.safe_dump_all(list(specs.values()), sort_keys=False))
         return 0
-    for kind, spec in specs.items():
-        path = spec_file(args.dir, kind, args.format)
-        write_atomic(path, dump(spec, args.format))
-        print(path)
+    inv = ctx.inventory()
+    for path, what in sync_specs(inv, driver, args.dir, args.format).items():
+        if what == "removed":
+            print(f"removed {path}", flush=True)
+    for kind in host_specs(inv, driver):
+        print(spec_file(args.dir, kind, args.format), flush=True)
+    if watch is None:
+        return 0
+    stop = _until_signalled()
+    while not stop.wait(watch):
+        for path, what in sync_specs(inv, driver, args.dir, args.format).items():
+            print(f"{what} {path}", flush=True)
     return 0
 
 
@@ -195,7 +235,6 @@ def _api_client(kubeconfig: Path | None) -> Any:
 
 
 def cmd_plugin(args: argparse.Namespace, ctx: Any) -> int:
-    from accelpool_kubernetes.cdi import dump, host_specs, spec_file, write_atomic
     from accelpool_kubernetes.plugin import (
         ApiClaimSource,
         DirClaimSource,
@@ -203,9 +242,11 @@ def cmd_plugin(args: argparse.Namespace, ctx: Any) -> int:
         KubeletPlugin,
     )
     from accelpool_kubernetes.publish import Publisher, api_sink, file_sink
+    from accelpool_kubernetes.sync import Resync
 
     driver, node_name = check_driver(args.driver), check_node(args.node)
     version = check_version(args.kubernetes_version)
+    interval = _interval(args.resync_interval, "--resync-interval")
     api = None if args.no_publish and args.claims_dir else _api_client(args.kubeconfig)
     if api is None and not (args.no_publish and args.claims_dir):
         raise InvalidRequest(
@@ -223,11 +264,7 @@ def cmd_plugin(args: argparse.Namespace, ctx: Any) -> int:
         sink=sink,
     )
 
-    def changed() -> None:
-        for kind, spec in host_specs(ctx.inventory(), driver).items():
-            write_atomic(spec_file(node.cdi_dir, kind), dump(spec))
-        publisher.publish()
-
+    resync = Resync(ctx.inventory(), driver=driver, cdi_dir=node.cdi_dir, publish=publisher.publish)
     source = (
         DirClaimSource(args.claims_dir, driver, node_name)
         if args.claims_dir
@@ -235,17 +272,16 @@ def cmd_plugin(args: argparse.Namespace, ctx: Any) -> int:
     )
     plugin_dir = args.plugin_dir or Path("/var/lib/kubelet/plugins") / driver
     plugin = KubeletPlugin(
-        DraService(node, source, changed),
+        DraService(node, source, resync.once),
         driver=driver,
         plugin_socket=plugin_dir / "dra.sock",
         registrar_socket=args.registrar_dir / f"{driver}-reg.sock",
     )
-    changed()
+    resync.once()
     plugin.start()
+    resync.start(interval or 10.0)
     print(f"accelpool kubelet plugin {driver} serving {plugin.plugin_socket}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    _until_signalled().wait()
+    resync.stop()
     plugin.stop()
     return 0

@@ -139,10 +139,12 @@ class Node:
                 }
                 self._plan(rec)
                 self._save(rec)
+                _crash_point("after-plan")
             try:
                 for entry in rec["devices"]:
                     self._take(rec, entry)
                 ids = self._write_spec(rec)
+                _crash_point("after-spec")
             except BaseException:
                 with contextlib.suppress(AccelPoolError):
                     self._unprepare(rec)
@@ -251,14 +253,32 @@ class Node:
             target = entry.get("target")
             if target:
                 claims.release(holder(rec["uid"]), target=target)
+                _crash_point("after-release")
             if target and entry.get("created"):
                 with contextlib.suppress(NotFound):
                     part = self.inventory.partition(target)
                     part.destroy()
+                _crash_point("after-destroy")
                 entry["created"] = False
                 self._save(rec)
         claims.release(holder(rec["uid"]))
+        _crash_point("before-drop")
         self._drop(rec["uid"])
+
+
+#: every point between two steps of prepare and of unprepare, in order
+CRASH_POINTS = (
+    "after-plan",
+    "before-create",
+    "after-create",
+    "before-claim",
+    "after-claim",
+    "after-spec",
+    "unprepare-started",
+    "after-release",
+    "after-destroy",
+    "before-drop",
+)
 
 
 def _crash_point(step: str) -> None:

@@ -7,6 +7,7 @@ no longer wanted are deleted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,18 @@ class Publisher:
         ]
 
     def publish(self) -> bool:
-        """Publish if anything changed; whether it did."""
-        probe = self.slices(self.generation or 1)
-        if probe == self._last:
+        """Publish if anything changed; whether it did. The slices are rendered once a
+        round and compared without their generation, which goes up only on a change."""
+        current = self.slices(self.generation or 1)
+        if current == self._last:
             return False
         self.generation += 1
-        current = self.slices(self.generation)
+        for s in current:
+            s["spec"]["pool"]["generation"] = self.generation
         self.sink(current)
-        self._last = self.slices(self.generation)
+        self._last = [json.loads(json.dumps(s)) for s in current]
+        for s in self._last:
+            s["spec"]["pool"]["generation"] = self.generation
         return True
 
 
@@ -81,6 +86,16 @@ def api_sink(api_client: Any, node: str, driver: str) -> Callable[[list[dict[str
         existing = {
             s.metadata.name: s for s in api.list_resource_slice(field_selector=selector).items
         }
+        # after a restart the pools on the server may be ahead of us: go above them, or
+        # the scheduler would take our new slices for old ones
+        ahead = max(
+            (s.spec.pool.generation for s in existing.values() if s.spec and s.spec.pool),
+            default=0,
+        )
+        for body in slices:
+            pool = body["spec"]["pool"]
+            if pool["generation"] <= ahead:
+                pool["generation"] = ahead + 1
         for body in slices:
             name = body["metadata"]["name"]
             model: Any = k8s.V1ResourceSlice.from_dict(body)
