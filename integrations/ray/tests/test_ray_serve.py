@@ -14,6 +14,7 @@ import pytest
 
 serve = pytest.importorskip("ray.serve")
 
+import accelpool  # noqa: E402
 from accelpool import claims  # noqa: E402
 
 # One Ray cluster at a time: both Ray modules run on one xdist worker, one after the other.
@@ -48,6 +49,20 @@ def _post(url: str, body: Any) -> tuple[int, dict[str, Any]]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def test_a_bad_app_fails_in_the_caller_not_in_every_replica(on_cluster: Any) -> None:
+    # First in the module, so it carries the cluster's start-up (pytest books a module
+    # fixture's set-up on the first test that uses it) and Serve's goes to the next.
+    from accelpool_ray.serve import onnx_app
+
+    with pytest.raises(accelpool.InvalidRequest, match="is not an ONNX model"):
+        onnx_app(b"not a model", profile=PROFILE)
+    with pytest.raises(accelpool.InvalidRequest, match="needs a request"):
+        onnx_app(on_cluster.model)
+    with pytest.raises(accelpool.NotFound, match=r"no accelpool resource serves profile 7g\.40gb"):
+        onnx_app(on_cluster.model, profile="7g.40gb")
+    assert serve.status().applications == {}  # nothing was deployed
 
 
 def test_replicas_answer_on_their_own_partitions(http: str, on_cluster: Any) -> None:
