@@ -29,7 +29,10 @@ from accelpool_ray.resources import Request, as_request, options
 
 
 def _input_types(model: bytes) -> dict[str, np.dtype[Any]]:
-    graph = onnx.load_model_from_string(model).graph
+    try:
+        graph = onnx.load_model_from_string(model).graph
+    except Exception as e:  # protobuf's DecodeError, or any other parse failure
+        raise InvalidRequest(f"the model is not an ONNX model ({e})") from None
     init = {i.name for i in graph.initializer}
     return {
         i.name: np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))

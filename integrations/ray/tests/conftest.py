@@ -3,11 +3,24 @@
 The fleet is shared with the Ray workers the way it is on a real node: through the
 environment (``ACCELPOOL_SIM``) and the state directory (``ACCELPOOL_STATE_DIR``)
 that the raylet, and so every worker, inherits from the test process.
+
+Start-up cost, measured on 2 cores (see docs/ray.md, "Test and start-up cost"): a local
+``ray.init`` is about 9 CPU-seconds (GCS, raylet, dashboard head and agent, runtime-env
+agent, autoscaler monitor, log monitor), and each Ray worker process about 1.1 more;
+accelpool's own share in a worker (import, discover, claim, a session) is about 0.3.
+So the cluster is started once per module, as lean as Ray allows, and workers are kept
+between the module's tests instead of being killed after a second of idleness.
 """
 
 from __future__ import annotations
 
 import os
+
+# Read by Ray when it is imported, so set before any test module imports it: under
+# ``uv run`` Ray would otherwise package the whole working tree as a runtime_env and
+# start every worker through ``uv run`` (seconds per worker).
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +34,26 @@ import accelpool
 PROFILE = "1g.5gb"
 FAMILY = "accelpool/nvidia/mig-1g.5gb"
 WEIGHTS = np.array([1.0, -2.0, 0.5, 3.0], dtype=np.float32)
+#: Ray's own GPUs on the test node: lets a test show what RAY_EXPERIMENTAL_NOSET_* changes.
+RAY_GPUS = 1
+#: Settings of ``ray.init`` that keep a test cluster cheap (all public ``ray.init``
+#: arguments but ``_system_config``, whose two keys have been stable since Ray 1.x).
+RAY_INIT_OPTIONS: dict[str, object] = {
+    "num_cpus": 2,
+    "num_gpus": RAY_GPUS,
+    "include_dashboard": False,
+    "log_to_driver": False,
+    "configure_logging": False,
+    "object_store_memory": 80 * 1024**2,  # Ray's floor is 75 MiB; the tests pass bytes only
+    "_system_config": {
+        # Keep up to 8 idle workers (default: num_cpus) so a module's later tests reuse
+        # the workers an earlier one started, each already holding accelpool imported.
+        "num_workers_soft_limit": 8,
+        # Start workers when tasks need them, not two on the first connection: the
+        # start-up that every test of the module shares stays as short as it can.
+        "prestart_worker_first_driver": False,
+    },
+}
 
 
 def tiny_model() -> bytes:
@@ -47,25 +80,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A local Ray of 2 CPUs whose node has seven 1g.5gb partitions on nvidia:0."""
     ray = pytest.importorskip("ray")
     state = tmp_path_factory.mktemp("ray-accelpool-state")
-    names = ("ACCELPOOL_STATE_DIR", "ACCELPOOL_SIM", "RAY_ENABLE_UV_RUN_RUNTIME_ENV")
+    names = ("ACCELPOOL_STATE_DIR", "ACCELPOOL_SIM")
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update(
         ACCELPOOL_STATE_DIR=str(state),
         ACCELPOOL_SIM="dgx-a100",
-        RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",  # workers use this interpreter, not 'uv run'
     )
     try:
         with accelpool.discover() as inv:
             gpu = inv.device("nvidia:0")
             parts = [gpu.create_partition(PROFILE).id for _ in range(7)]
             resources = accelpool_ray.node_resources(inv)
-        ray.init(
-            num_cpus=2,
-            resources=resources,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        ray.init(resources=resources, **RAY_INIT_OPTIONS)  # type: ignore[arg-type]
         try:
             yield Cluster(state, parts)
         finally:

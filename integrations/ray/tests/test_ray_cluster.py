@@ -127,6 +127,36 @@ def test_a_killed_actor_frees_its_partition_for_the_next(cluster: Any) -> None:
 
 
 @ray.remote(num_cpus=0)
+def _visibility(noset: bool) -> dict[str, str | None]:
+    """CUDA_VISIBLE_DEVICES as Ray left it, then as acquire() set it."""
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    with accelpool_ray.acquire(PROFILE) as b:
+        inside = os.environ.get("CUDA_VISIBLE_DEVICES")
+        target = b.target.id  # type: ignore[union-attr]
+    return {
+        "before": before,
+        "inside": inside,
+        "target": target,
+        "noset": os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def test_with_num_gpus_too_ray_keeps_its_hands_off_the_visibility(cluster: Any) -> None:
+    # Ray's own GPU resource, as a task that also asks num_gpus=1 gets it: Ray itself
+    # sets CUDA_VISIBLE_DEVICES to the GPU index it picked ...
+    plain = {"resources": {FAMILY: 1.0}, "num_cpus": 0, "num_gpus": 1}
+    seen = ray.get(_visibility.options(**plain).remote(False), timeout=60)
+    assert seen["before"] == "0" and seen["noset"] is None
+    # ... which options() stops with RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES, so the
+    # only visibility the task sees is the partition acquire() bound.
+    opts = accelpool_ray.options(PROFILE, num_cpus=0, num_gpus=1)
+    assert opts["runtime_env"]["env_vars"] == accelpool_ray.NOSET_ENV
+    seen = ray.get(_visibility.options(**opts).remote(True), timeout=60)
+    assert seen["noset"] == "1" and seen["before"] in (None, "")
+    assert seen["inside"] == "MIG-" + seen["target"].split(":MIG-", 1)[1]  # type: ignore[union-attr]
+
+
+@ray.remote(num_cpus=0)
 def _unscheduled_acquire() -> str:
     try:
         accelpool_ray.acquire(PROFILE).open()
@@ -135,7 +165,22 @@ def _unscheduled_acquire() -> str:
     return "acquired"
 
 
-def test_a_task_without_the_resource_is_told_how_to_ask(cluster: Any) -> None:
+@ray.remote(num_cpus=0, resources={FAMILY: 1})
+def _run_without_fallback(model: bytes) -> str:
+    with accelpool_ray.acquire() as b:
+        try:
+            b.run(model, {"x": np.ones((1, 4), dtype=np.float32)})
+        except accelpool.AccelPoolError as e:
+            return f"{type(e).__name__}: {e}"
+    return "ran"
+
+
+def test_a_request_that_cannot_be_served_is_a_clear_error_never_a_cpu_run(cluster: Any) -> None:
     msg = ray.get(_unscheduled_acquire.remote(), timeout=30)
     assert "not scheduled with a resource serving profile 1g.5gb" in msg
     assert "accelpool_ray.options" in msg
+    # The simulated MIG partition has no CUDA provider in this onnxruntime: without
+    # allow_fallback the task is told so, rather than quietly running on the CPU.
+    msg = ray.get(_run_without_fallback.remote(cluster.model), timeout=30)
+    assert msg.startswith("UnsupportedOperation: nvidia:MIG-"), msg
+    assert "CUDAExecutionProvider" in msg and "allow_fallback=True" in msg
