@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from accelpool.entrypoints import group
+from accelpool.entrypoints import group, version
 from accelpool.envconfig import probe_timeout, selected_backends
 from accelpool.errors import AccelPoolError, BackendUnavailable, CorruptState
 from accelpool.spi import Backend, BackendContext, SimContext
@@ -38,7 +38,7 @@ class LoadedBackend:
 
 
 def _dist_version(ep: Any) -> str | None:
-    return getattr(ep, "version", None)
+    return version(ep)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -89,7 +89,7 @@ def test_a_plugin_command_loads_only_its_plugin() -> None:
 
 def test_the_entry_point_scan_agrees_with_importlib_metadata() -> None:
     for group in (app.CLI_GROUP, "accelpool.backends"):
-        ours = [(ep.name, ep.value, ep.version) for ep in entrypoints.group(group)]
+        ours = [(ep.name, ep.value, entrypoints.version(ep)) for ep in entrypoints.group(group)]
         theirs = [(ep.name, ep.value, ep.dist.version) for ep in metadata.entry_points(group=group)]  # type: ignore[union-attr]
         assert ours == theirs and ours
 

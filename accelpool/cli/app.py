@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from accelpool.errors import AccelPoolError, InvalidRequest
 
 if TYPE_CHECKING:
-    from accelpool.entrypoints import PluginEntryPoint
+    from importlib.metadata import EntryPoint
 
 CLI_GROUP = "accelpool.cli"
 log = logging.getLogger("accelpool.cli")
@@ -138,7 +138,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _load_cli_plugins(sub: Any, plugins: Sequence[PluginEntryPoint]) -> None:
+def _load_cli_plugins(sub: Any, plugins: Sequence[EntryPoint]) -> None:
     for ep in plugins:
         try:
             ep.load()(sub)
