@@ -21,9 +21,9 @@ from accelpool.session._claims import (
     holder_alive,
     process_start_time,
 )
-from accelpool.session._env import CLEAN_ENV_ALLOW, WORKER_ENV_VAR
 
 if TYPE_CHECKING:
+    from accelpool.session._env import CLEAN_ENV_ALLOW, WORKER_ENV_VAR
     from accelpool.session._session import (
         PATH_RECHECK_S,
         LoadedModel,
@@ -48,6 +48,10 @@ _LAZY = frozenset(
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("CLEAN_ENV_ALLOW", "WORKER_ENV_VAR"):
+        from accelpool.session import _env
+
+        return getattr(_env, name)
     if name in _LAZY:
         from accelpool.session import _session
 
