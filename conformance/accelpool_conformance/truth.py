@@ -138,11 +138,8 @@ def check_fleet_truth(devices: Sequence[DeviceInfo], entries: list[FleetEntry], 
         check(
             len(facts) == 1,
             inv.INDEX_TRUTH,
-            lambda run=run, e=e: (
-                f"devices of one model ({e.model}) report different memory and "
-                "compute: "
-                + ", ".join(f"{d.index}: {d.memory_bytes} B / {d.compute_units} CU" for d in run)
-            ),
+            f"devices of one model ({e.model}) report different memory and compute: "
+            + ", ".join(f"{d.index}: {d.memory_bytes} B / {d.compute_units} CU" for d in run),
         )
         known = KNOWN_MODELS.get(norm(e.model))
         if known is not None:
@@ -184,9 +181,7 @@ def check_same_facts(before: list[DeviceInfo], after: list[DeviceInfo], when: st
         check(
             not changed,
             inv.DEVICE_FACTS,
-            lambda d=d, changed=changed: (
-                f"device {d.native_id} after {when}: " + "; ".join(changed)
-            ),
+            f"device {d.native_id} after {when}: " + "; ".join(changed),
         )
 
 

@@ -9,6 +9,7 @@ GPU's mode (MIG profiles only while MIG is on, vGPU types only in host vGPU mode
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -49,7 +50,8 @@ def _fresh(backend: CheckedBackend, device: DeviceInfo) -> DeviceInfo:
 
 def _set(backend: CheckedBackend, device: DeviceInfo, enabled: bool) -> Any:
     try:
-        return backend.raw.set_mig_mode(device, enabled)
+        raw: Any = backend.raw  # an NvidiaBackend: set_mig_mode is its own, not the SPI's
+        return raw.set_mig_mode(device, enabled)
     except (InUse, PermissionDenied):
         raise
     except AccelPoolError as e:
@@ -154,5 +156,5 @@ def test_partition_kinds_follow_the_gpu_mode(backend: CheckedBackend) -> None:
             KINDS_FOLLOW_MODE,
             InvalidRequest,
             f"creating vGPU type {name} on {dev.native_id}, not in host vGPU mode",
-            lambda dev=dev, name=name: backend.create_partition(dev, name),
+            partial(backend.create_partition, dev, name),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_unknown_profile_gives_invalid_request(
             inv.INVALID_REQUEST,
             InvalidRequest,
             f"create_partition with profile {bad!r}",
-            lambda bad=bad: ledger.create(partition_device, bad),
+            partial(ledger.create, partition_device, bad),
         )
     after = inv.ids(backend.partitions(partition_device))
     check(
@@ -109,7 +110,7 @@ def test_wrong_types_give_invalid_request(
             inv.INVALID_REQUEST,
             InvalidRequest,
             f"create_partition(profile={prof!r}, placement={placement!r})",
-            lambda prof=prof, placement=placement: ledger.create(partition_device, prof, placement),
+            partial(ledger.create, partition_device, prof, placement),
         )
 
 
@@ -125,14 +126,14 @@ def test_bad_placement_gives_invalid_request(
             inv.INVALID_REQUEST,
             InvalidRequest,
             f"create_partition({p.name}, placement=-1)",
-            lambda p=p: ledger.create(partition_device, p.name, -1),
+            partial(ledger.create, partition_device, p.name, -1),
         )
         if p.placements:
             expect_error(
                 inv.INVALID_REQUEST,
                 InvalidRequest,
                 f"create_partition({p.name}, placement={beyond}) (not a placement it offers)",
-                lambda p=p: ledger.create(partition_device, p.name, beyond),
+                partial(ledger.create, partition_device, p.name, beyond),
             )
             starts = {pl.start for pl in p.placements}
             odd = next(s for s in range(max(starts) + 2) if s not in starts)
@@ -141,7 +142,7 @@ def test_bad_placement_gives_invalid_request(
                     inv.INVALID_REQUEST,
                     InvalidRequest,
                     f"create_partition({p.name}, placement={odd}) (offered: {sorted(starts)})",
-                    lambda p=p, odd=odd: ledger.create(partition_device, p.name, odd),
+                    partial(ledger.create, partition_device, p.name, odd),
                 )
 
 

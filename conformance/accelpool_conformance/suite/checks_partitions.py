@@ -52,20 +52,21 @@ def test_capacity_falls_and_comes_back(
 ) -> None:
     dev = partition_device
     before = availability(backend, dev)
-    if before.get(profile) is None:
+    was = before.get(profile)
+    if was is None:
         pytest.skip(f"profile {profile} reports no 'available' count to account")
     part = ledger.create(dev, profile)
     during = availability(backend, dev)
+    now = during.get(profile)
     check(
-        during[profile] is not None and during[profile] < before[profile],
+        now is not None and now < was,
         inv.CAPACITY_FALLS,
-        f"{profile} available was {before[profile]} and is {during[profile]} after creating "
-        f"{part.native_id}",
+        f"{profile} available was {was} and is {now} after creating {part.native_id}",
     )
     grown = {
-        n: (before[n], v)
+        n: (b, v)
         for n, v in during.items()
-        if v is not None and before.get(n) is not None and v > before[n]
+        if v is not None and (b := before.get(n)) is not None and v > b
     }
     check(
         not grown,

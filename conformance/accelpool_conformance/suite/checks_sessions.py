@@ -6,6 +6,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -451,7 +452,7 @@ def test_every_partition_kind_is_a_session_target(
                 inv.UNSUPPORTED_RAISES,
                 UnsupportedOperation,
                 f"{declared} is declared unsupported, but onnx_placement({part.native_id})",
-                lambda part=part: backend.onnx_placement(part),
+                partial(backend.onnx_placement, part),
             )
             ledger.destroy(part)
             continue

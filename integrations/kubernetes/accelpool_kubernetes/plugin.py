@@ -94,7 +94,7 @@ class DraService(dra_pb2_grpc.DRAPluginServicer):
     """``NodePrepareResources`` / ``NodeUnprepareResources`` over :class:`Node`."""
 
     def __init__(
-        self, node: Node, source: ClaimSource, on_change: Callable[[], None] = lambda: None
+        self, node: Node, source: ClaimSource, on_change: Callable[[], object] = lambda: None
     ) -> None:
         self.node, self.source, self.on_change = node, source, on_change
         self._lock = threading.Lock()
