@@ -270,3 +270,10 @@ class SuitePlugin:
             + f" (pytest: {s['pass']} passed, {s['fail']} failed, "
             + f"{s['unsupported'] + s['skip']} skipped, {s['xfail']} xfailed)",
         )
+        cert = self.ctx.report["certification"]
+        if cert["requested"]:
+            # The verdict the exit status carries, said in words (an xdist run included).
+            verdict = "certified" if cert["certified"] else "NOT certified"
+            terminalreporter.write_line(f"accelpool certification: {verdict}")
+            for reason in cert["reasons"]:
+                terminalreporter.write_line(f"  - {reason}")

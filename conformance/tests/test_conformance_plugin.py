@@ -197,6 +197,9 @@ def test_pytest_certify_refuses_k_and_counts_under_xdist(tmp_path: Path, site: P
     assert doc["summary"]["pass"] > 0 and doc["summary"]["total"] == len(doc["tests"])
     assert "bringing up nodes" not in out.stdout
     assert any("narrowed by -k 'discovery'" in r for r in doc["certification"]["reasons"])
+    # The terminal says the verdict in words, beside the exit status.
+    assert "accelpool certification: NOT certified" in out.stdout
+    assert "narrowed by -k 'discovery'" in out.stdout
 
 
 def test_cli_usage_errors_are_one_line(tmp_path: Path) -> None:
