@@ -8,7 +8,7 @@ import contextlib
 import ctypes
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pynvml
 
@@ -18,7 +18,9 @@ from accelpool_nvidia import nvml_codes as rc
 from accelpool_nvidia.discovery import log
 from accelpool_nvidia.errors import from_nvml, nvml_text
 from accelpool_nvidia.mig_reads import _STALE, MigReads
-from accelpool_nvidia.profile_types import _GiProfile
+
+if TYPE_CHECKING:
+    from accelpool_nvidia.profile_types import _GiProfile
 
 
 class MigInstances(MigReads):

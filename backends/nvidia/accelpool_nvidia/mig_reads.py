@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pynvml
 
@@ -16,7 +16,9 @@ from accelpool.errors import AccelPoolError
 from accelpool.types import AttributeValue, DeviceInfo, PartitionInfo, PartitionProfile, Placement
 from accelpool_nvidia.discovery import NvmlDiscovery, _str
 from accelpool_nvidia.errors import nvml_text
-from accelpool_nvidia.profile_types import _GiProfile
+
+if TYPE_CHECKING:
+    from accelpool_nvidia.profile_types import _GiProfile
 
 _MAX_PLACEMENTS = 32
 #: reads of a partition list that another process's destroy keeps invalidating
@@ -26,9 +28,9 @@ _STALE = (pynvml.NVMLError_InvalidArgument, pynvml.NVMLError_NotFound)
 T = TypeVar("T")
 
 
-
 def _virt(device: DeviceInfo) -> object:
     return device.attributes.get("nvidia.com/virtualizationMode")
+
 
 class MigReads(NvmlDiscovery):
     """What a MIG-enabled GPU holds: its profile table, GPU instances and MIG devices."""
@@ -49,6 +51,7 @@ class MigReads(NvmlDiscovery):
         (with MIG enabled), not once per GPU: a fleet of one model reads it once.
         """
         from accelpool_nvidia.models import GI_PROFILE_COUNT, mig_profile_name
+        from accelpool_nvidia.profile_types import _GiProfile  # built only with MIG on
 
         kind = (device.model, device.memory_bytes, device.compute_units, _virt(device))
         cached = self._gi_cache.get(kind)

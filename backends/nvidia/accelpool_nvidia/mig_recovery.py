@@ -19,11 +19,11 @@ from accelpool.types import DeviceInfo, PartitionInfo
 from accelpool_nvidia import nvml_codes as rc
 from accelpool_nvidia.discovery import log
 from accelpool_nvidia.mig_reads import _STALE
-from accelpool_nvidia.profile_types import _GiProfile
 from accelpool_nvidia.vgpu import VgpuPartitions
 
 if TYPE_CHECKING:
     from accelpool_nvidia.journal import CreateJournal
+    from accelpool_nvidia.profile_types import _GiProfile
 
 
 class MigRecovery(VgpuPartitions):

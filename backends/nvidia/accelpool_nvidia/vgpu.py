@@ -18,10 +18,10 @@ from accelpool.types import AttributeValue, DeviceInfo, PartitionInfo, Partition
 from accelpool_nvidia.discovery import _str
 from accelpool_nvidia.errors import from_nvml, from_oserror
 from accelpool_nvidia.mig_instances import MigInstances
-from accelpool_nvidia.profile_types import _GiProfile, _VgpuType
 
 if TYPE_CHECKING:
     from accelpool_nvidia.mdev import MdevSysfs
+    from accelpool_nvidia.profile_types import _GiProfile, _VgpuType
 
 _NO_GI_PROFILE = 0xFFFFFFFF
 
@@ -119,6 +119,8 @@ class VgpuPartitions(MigInstances):
         """A vGPU type's fixed facts, read once."""
         static = self._vgpu_statics.get(type_id)
         if static is None:
+            from accelpool_nvidia.profile_types import _VgpuType  # built only on vGPU hosts
+
             static = self._vgpu_statics[type_id] = _VgpuType(
                 framebuffer=int(pynvml.nvmlVgpuTypeGetFramebufferSize(type_id)),
                 max_instances=int(pynvml.nvmlVgpuTypeGetMaxInstances(h, type_id)),
