@@ -120,7 +120,9 @@ class CreateJournal:
         with self._section.store.lock():
             yield
 
-    def begin(self, gpu: str, profile: int) -> str:
+    def begin(self, gpu: str, profile: int, gi: int | None = None) -> str:
+        """Record a step in progress; ``gi`` when the GPU instance is known already (a
+        destroy records the instance it is taking apart)."""
         token = uuid.uuid4().hex
         pid = os.getpid()
         with self._section.write() as doc:
@@ -129,7 +131,7 @@ class CreateJournal:
                 "start": _start_time(pid),
                 "gpu": gpu,
                 "profile": profile,
-                "gi": None,
+                "gi": gi,
                 "since": time.time(),
             }
         return token

@@ -1,9 +1,10 @@
-"""Journalled MIG creates and the collection of half-made partitions.
+"""Journalled MIG creates and destroys, and the collection of half-made partitions.
 
 A MIG create is two NVML steps (GPU instance, then compute instance); a creator killed
 between them leaves a bare GPU instance holding capacity. Each create is recorded in
-the :class:`~accelpool_nvidia.journal.CreateJournal`, and what a dead creator left is
-destroyed before the next create on that GPU or by ``collect_garbage``.
+the :class:`~accelpool_nvidia.journal.CreateJournal` (a destroy too: compute instance,
+then GPU instance), and what a dead creator or destroyer left is destroyed before the
+next create on that GPU or by ``collect_garbage``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,29 @@ class MigRecovery(VgpuPartitions):
                 journal.finish(token)
             except OSError as e:  # the partition is made; a stale entry only waits for gc
                 log.warning("could not update the record of MIG creates: %s", e)
+
+    def _destroy_mig(self, partition: PartitionInfo, pid: str) -> None:
+        # A destroy is two NVML steps too (compute instance, then GPU instance): it is
+        # recorded like a create, so a bare GPU instance that a destroyer killed between
+        # them leaves is collected the same way.
+        journal, token = self._journal(), None
+        try:
+            mh = pynvml.nvmlDeviceGetHandleByUUID(partition.native_id)
+            parent = pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mh)
+            gi = pynvml.nvmlDeviceGetGpuInstanceById(parent, pynvml.nvmlDeviceGetGpuInstanceId(mh))
+            info = pynvml.nvmlGpuInstanceGetInfo(gi)
+        except pynvml.NVMLError:
+            pass  # gone or stale: the destroy itself says so
+        else:
+            token = journal.begin(partition.device_native_id, int(info.profileId), int(info.id))
+        try:
+            super()._destroy_mig(partition, pid)
+        finally:
+            if token is not None:
+                try:
+                    journal.finish(token)
+                except OSError as e:  # a stale entry only waits for gc
+                    log.warning("could not update the record of MIG changes: %s", e)
 
     # -- half-made partitions (a creator killed between the GI and CI steps) ------------
     def _journal(self) -> CreateJournal:

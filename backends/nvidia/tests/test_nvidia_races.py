@@ -124,6 +124,39 @@ def test_killed_creator_leaves_an_incomplete_partition_that_gc_removes(
     assert _cli(capsys, "partition", "gc")[1].startswith("Nothing half-made")
 
 
+#: Destroys partition argv[1] and is killed with SIGKILL when it reaches NVML function
+#: argv[2] (after the compute instance is gone, before the GPU instance is).
+_KILLED_DESTROYER = """
+import os, signal, sys
+import accelpool
+part_id, victim = sys.argv[1:3]
+inv = accelpool.discover(sim="dgx-a100", backends=["nvidia"])
+part = inv.partition(part_id)
+lib = part.device.backend_instance.simulator.lib
+setattr(lib, victim, lambda *a: os.kill(os.getpid(), signal.SIGKILL))
+part.destroy()
+"""
+
+
+def test_gc_finishes_a_destroy_killed_between_its_two_steps(inventory: Inv) -> None:
+    # The storm test found this: a bare GPU instance that no create had recorded.
+    part = inventory("dgx-a100").device("nvidia:4").create_partition("2g.10gb")
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_DESTROYER, part.id, "nvmlGpuInstanceDestroy"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    dev = inventory("dgx-a100").device("nvidia:4")
+    assert [(p.profile, p.complete) for p in dev.partitions()] == [("2g.10gb", False)]
+    inv = accelpool.discover(sim="dgx-a100", backends=["nvidia"], collect_garbage=True)
+    try:
+        assert inv.device("nvidia:4").partitions() == []
+    finally:
+        inv.close()
+
+
 def test_next_create_removes_what_a_killed_creator_left(inventory: Inv) -> None:
     # Killed before it could even record its GPU instance id: found by GPU and profile.
     _kill_midway(1, "7g.40gb", 0, "nvmlGpuInstanceGetInfo")
