@@ -371,10 +371,10 @@ class Inventory:
             ) from None
 
     def collect_garbage(self) -> list[str]:
-        """Let every available backend clean up after creators killed half way.
+        """Let every available backend clean up after creators (or destroyers) killed half way.
 
         Returns one line per thing finished or removed (e.g. a bare NVIDIA GPU
-        instance whose creator was killed between its two steps).
+        instance whose creator or destroyer was killed between its two steps).
         """
         done: list[str] = []
         for lb in self._loaded:

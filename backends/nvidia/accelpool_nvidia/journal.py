@@ -1,4 +1,4 @@
-"""A record of MIG creates in progress, so what a killed creator left can be cleaned up.
+"""MIG creates and destroys in progress, so what a killed process left half-made is cleaned up.
 
 A MIG partition is made in two NVML steps: a GPU instance, then a compute instance
 inside it. A creator killed between them (``kill -9``) leaves a bare GPU instance
