@@ -88,14 +88,11 @@ class Wrapped(Backend):
         self.inner.close()
 
 
-class OverlappingPartitions(Wrapped):
-    """Reports every partition at the first placement of its size: they overlap."""
+class Relabelled(Wrapped):
+    """Every partition it lists or creates passes through :meth:`_lie` first."""
 
-    @staticmethod
-    def _lie(p: PartitionInfo) -> PartitionInfo:
-        if p.placement is None:
-            return p
-        return replace(p, placement=Placement(0, p.placement.size))
+    def _lie(self, p: PartitionInfo) -> PartitionInfo:
+        raise NotImplementedError
 
     def partitions(self, device: DeviceInfo) -> Sequence[PartitionInfo]:
         return [self._lie(p) for p in self.inner.partitions(device)]
@@ -104,6 +101,16 @@ class OverlappingPartitions(Wrapped):
         self, device: DeviceInfo, profile: str, placement: int | None = None
     ) -> PartitionInfo:
         return self._lie(self.inner.create_partition(device, profile, placement))
+
+
+class OverlappingPartitions(Relabelled):
+    """Reports every partition at the first placement of its size: they overlap."""
+
+    @staticmethod
+    def _lie(p: PartitionInfo) -> PartitionInfo:
+        if p.placement is None:
+            return p
+        return replace(p, placement=Placement(0, p.placement.size))
 
 
 class CapacityNotReturned(Wrapped):
@@ -238,20 +245,12 @@ class DoubleGrant(Wrapped):
         inner._state = unlocked  # type: ignore[method-assign]
 
 
-class MemoryExceedsDevice(Wrapped):
+class MemoryExceedsDevice(Relabelled):
     """Reports each partition with three times its memory."""
 
     @staticmethod
     def _lie(p: PartitionInfo) -> PartitionInfo:
         return replace(p, memory_bytes=p.memory_bytes * 3)
-
-    def partitions(self, device: DeviceInfo) -> Sequence[PartitionInfo]:
-        return [self._lie(p) for p in self.inner.partitions(device)]
-
-    def create_partition(
-        self, device: DeviceInfo, profile: str, placement: int | None = None
-    ) -> PartitionInfo:
-        return self._lie(self.inner.create_partition(device, profile, placement))
 
 
 class Redeclared(Wrapped):

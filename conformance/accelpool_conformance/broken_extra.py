@@ -22,7 +22,7 @@ from accelpool.types import (
     Telemetry,
 )
 from accelpool_conformance import invariants as inv
-from accelpool_conformance.broken import Flaw, Wrapped
+from accelpool_conformance.broken import Flaw, Relabelled, Wrapped
 
 
 class TelemetryUsedExceedsTotal(Wrapped):
@@ -48,27 +48,14 @@ class TelemetryOverUtilized(Wrapped):
         return replace(self.inner.telemetry(device), utilization_percent=150.0)
 
 
-class _Relabelled(Wrapped):
-    def _lie(self, p: PartitionInfo) -> PartitionInfo:
-        raise NotImplementedError
-
-    def partitions(self, device: DeviceInfo) -> Sequence[PartitionInfo]:
-        return [self._lie(p) for p in self.inner.partitions(device)]
-
-    def create_partition(
-        self, device: DeviceInfo, profile: str, placement: int | None = None
-    ) -> PartitionInfo:
-        return self._lie(self.inner.create_partition(device, profile, placement))
-
-
-class WrongKindPartitions(_Relabelled):
+class WrongKindPartitions(Relabelled):
     """Partitions report another kind than their profile's."""
 
     def _lie(self, p: PartitionInfo) -> PartitionInfo:
         return replace(p, kind="vnpu" if p.kind != "vnpu" else "mim")
 
 
-class WrongComputePartitions(_Relabelled):
+class WrongComputePartitions(Relabelled):
     """Partitions report one compute unit fewer than their profile has."""
 
     def _lie(self, p: PartitionInfo) -> PartitionInfo:

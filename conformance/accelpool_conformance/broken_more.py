@@ -32,7 +32,7 @@ from accelpool.types import (
     Telemetry,
 )
 from accelpool_conformance import invariants as inv
-from accelpool_conformance.broken import Flaw, Wrapped
+from accelpool_conformance.broken import Flaw, Relabelled, Wrapped
 
 
 class _Relisted(Wrapped):
@@ -90,20 +90,12 @@ class UnstableMemory(_Relisted):
         return [replace(d, memory_bytes=d.memory_bytes - 4096 * (self._calls % 2)) for d in devices]
 
 
-class HalfMemoryPartitions(Wrapped):
+class HalfMemoryPartitions(Relabelled):
     """Partitions report half their profile's memory (created and listed alike)."""
 
     @staticmethod
     def _lie(p: PartitionInfo) -> PartitionInfo:
         return replace(p, memory_bytes=p.memory_bytes // 2)
-
-    def partitions(self, device: DeviceInfo) -> Sequence[PartitionInfo]:
-        return [self._lie(p) for p in self.inner.partitions(device)]
-
-    def create_partition(
-        self, device: DeviceInfo, profile: str, placement: int | None = None
-    ) -> PartitionInfo:
-        return self._lie(self.inner.create_partition(device, profile, placement))
 
 
 class PlacementIgnored(Wrapped):
