@@ -17,9 +17,7 @@ maximum, not a mix), with the capacity model ``partition create`` uses:
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accelpool.errors import AccelPoolError, InvalidRequest
@@ -57,12 +55,9 @@ class FlavourPlan:
 
 
 def load(path: str) -> list[Flavour]:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as e:
-        raise InvalidRequest(f"cannot read flavours file {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidRequest(f"flavours file {path} is not valid TOML: {e}") from None
+    from accelpool.layout.spec import read_toml
+
+    data = read_toml(path, "flavours file")
     raw = data.get("flavour")
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest(f"{path} has no [[flavour]] entries: add name and gpus or vgpu")

@@ -109,3 +109,17 @@ def test_a_mig_profile_is_not_a_vm_flavour(
     bad.write_text('[[flavour]]\nname = "m"\ngpus = 0\n')
     rc, _, err = run(capsys, "dgx-a100", "vm", "plan", str(bad))
     assert rc == 1 and "gpus must be" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"\xff\xfe[[flavour]]\n", "is not UTF-8 text"), (b"[[flavour]\n", "is not valid TOML")],
+)
+def test_a_flavours_file_that_cannot_be_read_is_one_line(
+    flavours: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes, says: str
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(content)
+    rc, _, err = run(capsys, "vgpu-host", "vm", "plan", str(bad))
+    assert rc == 1 and f"flavours file {bad} {says}" in err, err
+    assert len(err.strip().splitlines()) == 1

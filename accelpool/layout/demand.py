@@ -16,7 +16,6 @@ the demand. The result is a layout file :func:`accelpool.layout.apply` accepts.
 
 from __future__ import annotations
 
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from accelpool.errors import InvalidRequest
-from accelpool.layout.spec import _read
+from accelpool.layout.spec import read_toml
 
 if TYPE_CHECKING:
     from accelpool.inventory import Device, Inventory
@@ -126,10 +125,7 @@ def configurations(
 
 def load_demand(path: str) -> list[dict[str, Any]]:
     """The ``[[workload]]`` tables of a demand file, checked."""
-    try:
-        doc = tomllib.loads(_read(path, "demand file"))
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidRequest(f"demand file {path} is not valid TOML: {e}") from None
+    doc = read_toml(path, "demand file")
     work = doc.get("workload", [])
     if not isinstance(work, list) or not work:
         raise InvalidRequest(f"{path}: no [[workload]] tables; add one with count and profile")
@@ -345,10 +341,7 @@ def propose(
 
 def load_hosts(path: str) -> list[tuple[str, str]]:
     """(name, simulated fleet) of each ``[[host]]`` in a hosts file."""
-    try:
-        doc = tomllib.loads(_read(path, "hosts file"))
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidRequest(f"hosts file {path} is not valid TOML: {e}") from None
+    doc = read_toml(path, "hosts file")
     out = []
     hosts = doc.get("host", [])
     for i, h in enumerate(hosts if isinstance(hosts, list) else [None]):

@@ -62,6 +62,17 @@ def _read(path: str, what: str) -> str:
         raise InvalidRequest(f"{what} {path} is not UTF-8 text") from None
 
 
+def read_toml(path: str, what: str) -> dict[str, Any]:
+    """The TOML file ``path`` (a ``what``: layout, demand, hosts or flavours file), parsed.
+
+    Every failure is one line naming the file: unreadable, too large, not UTF-8, not TOML.
+    """
+    try:
+        return tomllib.loads(_read(path, what))
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidRequest(f"{what} {path} is not valid TOML: {e}") from None
+
+
 def _counts(where: str, parts: Any) -> dict[str, int]:
     if not isinstance(parts, dict) or not all(
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -95,10 +106,7 @@ def _mig(where: str, v: Any) -> bool | None:
 
 def load_toml(path: str) -> list[Entry]:
     """The entries of an accelpool layout file (``[[device]]`` tables)."""
-    try:
-        data = tomllib.loads(_read(path, "layout file"))
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidRequest(f"layout file {path} is not valid TOML: {e}") from None
+    data = read_toml(path, "layout file")
     tables = data.get("device", [])
     if not isinstance(tables, list) or not tables:
         raise InvalidRequest(f"{path}: no [[device]] tables; add one with select and partitions")
