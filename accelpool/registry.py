@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from accelpool.entrypoints import group, version
+from accelpool.entrypoints import group
+from accelpool.entrypoints import version as dist_version
 from accelpool.envconfig import probe_timeout, selected_backends
 from accelpool.errors import AccelPoolError, BackendUnavailable, CorruptState
 from accelpool.spi import Backend, BackendContext, SimContext
@@ -37,10 +38,6 @@ class LoadedBackend:
     backend: Backend | None
 
 
-def _dist_version(ep: Any) -> str | None:
-    return version(ep)
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -59,7 +56,7 @@ class _Probe:
 
     def _unavailable(self, reason: str) -> LoadedBackend:
         return LoadedBackend(
-            BackendStatus(self.ep.name, False, reason, _dist_version(self.ep)), None
+            BackendStatus(self.ep.name, False, reason, dist_version(self.ep)), None
         )
 
     def run(self) -> None:
@@ -71,7 +68,7 @@ class _Probe:
             log.debug("backend %s load failure", name, exc_info=err)
             self.result = self._unavailable(f"plugin failed to load: {_one_line(err)}")
             return
-        version = _dist_version(self.ep)
+        version = dist_version(self.ep)
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             self.result = self._unavailable(
                 f"plugin entry point {self.ep.value} is not an accelpool.spi.Backend subclass"

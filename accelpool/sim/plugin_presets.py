@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 def plugin_preset_names() -> list[str]:
     """Names of the presets installed plugins register (in-tree names excluded later)."""
-    from importlib import metadata
+    from accelpool.entrypoints import group
 
-    return sorted({ep.name for ep in metadata.entry_points(group=GROUP)})
+    return sorted({ep.name for ep in group(GROUP)})
 
 
 def _text_of(obj: Any) -> str:
@@ -42,9 +42,9 @@ def _text_of(obj: Any) -> str:
 def plugin_preset_text(name: str) -> str | None:
     """The TOML text of plugin preset ``name``; None when no plugin ships it or it fails
     to load (logged)."""
-    from importlib import metadata
+    from accelpool.entrypoints import group
 
-    for ep in metadata.entry_points(group=GROUP):
+    for ep in group(GROUP):
         if ep.name != name:
             continue
         try:
