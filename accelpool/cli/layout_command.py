@@ -27,6 +27,10 @@ def _sim_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: How long the solver may take per stage, unless --time-limit says otherwise.
+TIME_LIMIT_S = 30.0
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "apply",
@@ -66,9 +70,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--time-limit",
         type=float,
-        default=30.0,
+        default=TIME_LIMIT_S,
         metavar="SECONDS",
-        help="seconds the solver may take per stage (default 30)",
+        help=f"seconds the solver may take per stage (default {TIME_LIMIT_S:g})",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     _sim_flag(p)
@@ -114,7 +118,7 @@ def cmd_plan(args: argparse.Namespace, ctx: CliContext) -> int:
     from accelpool.layout import demand
 
     hosts_file = getattr(args, "hosts", None)
-    limit = getattr(args, "time_limit", 30.0)
+    limit = getattr(args, "time_limit", TIME_LIMIT_S)  # absent in the "layout plan" alias
     if limit <= 0:
         raise InvalidRequest("--time-limit must be more than 0 seconds")
     if hosts_file:
