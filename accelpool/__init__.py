@@ -10,7 +10,7 @@ Importing accelpool is cheap: backends, onnxruntime and pyopencl load only when 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from accelpool.capabilities import Capabilities, Capability, Support
 from accelpool.errors import (
@@ -26,6 +26,7 @@ from accelpool.errors import (
     UnsupportedOperation,
 )
 from accelpool.inventory import Device, Inventory, Partition, discover
+from accelpool.lazyload import lazy_attributes
 from accelpool.types import (
     BackendStatus,
     DeviceInfo,
@@ -78,10 +79,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Sessions pull in numpy/onnxruntime machinery; load them only on first use.
-    if name in ("open_session", "Session"):
-        from accelpool import session
-
-        return getattr(session, name)
-    raise AttributeError(f"module 'accelpool' has no attribute {name!r}")
+# Sessions pull in numpy/onnxruntime machinery; load them only on first use.
+__getattr__ = lazy_attributes(
+    __name__, {"open_session": "accelpool.session", "Session": "accelpool.session"}
+)

@@ -12,8 +12,9 @@ See docs/sessions.md for the claim rules, isolation and the worker protocol.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from accelpool.lazyload import lazy_attributes
 from accelpool.session._claims import (
     Claim,
     ClaimStore,
@@ -35,28 +36,24 @@ if TYPE_CHECKING:
 
 # The session machinery (subprocess, workers, hashing) loads on first use: the claim
 # store alone is what ``accelpool ls`` and the claims API need.
-_LAZY = frozenset(
+__getattr__ = lazy_attributes(
+    __name__,
     {
-        "PATH_RECHECK_S",
-        "LoadedModel",
-        "ProviderFallbackWarning",
-        "Session",
-        "WorkerDied",
-        "open_session",
-    }
+        "CLEAN_ENV_ALLOW": "accelpool.session._env",
+        "WORKER_ENV_VAR": "accelpool.session._env",
+        **dict.fromkeys(
+            (
+                "PATH_RECHECK_S",
+                "LoadedModel",
+                "ProviderFallbackWarning",
+                "Session",
+                "WorkerDied",
+                "open_session",
+            ),
+            "accelpool.session._session",
+        ),
+    },
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("CLEAN_ENV_ALLOW", "WORKER_ENV_VAR"):
-        from accelpool.session import _env
-
-        return getattr(_env, name)
-    if name in _LAZY:
-        from accelpool.session import _session
-
-        return getattr(_session, name)
-    raise AttributeError(f"module 'accelpool.session' has no attribute {name!r}")
 
 
 __all__ = [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from accelpool.lazyload import lazy_attributes
 
 if TYPE_CHECKING:
     from accelpool.sim.fleet import Fleet, FleetDevice, load_fleet, preset_names
@@ -10,23 +12,17 @@ if TYPE_CHECKING:
 
 # Loaded on first use: the claim store needs only ``state_dir``, and a plain
 # ``accelpool ls`` on real hardware reads no fleet description.
-_FROM = {
-    "Fleet": "fleet",
-    "FleetDevice": "fleet",
-    "load_fleet": "fleet",
-    "preset_names": "fleet",
-    "StateStore": "state",
-    "state_dir": "state",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _FROM.get(name)
-    if module is None:
-        raise AttributeError(f"module 'accelpool.sim' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"accelpool.sim.{module}"), name)
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "Fleet": "accelpool.sim.fleet",
+        "FleetDevice": "accelpool.sim.fleet",
+        "load_fleet": "accelpool.sim.fleet",
+        "preset_names": "accelpool.sim.fleet",
+        "StateStore": "accelpool.sim.state",
+        "state_dir": "accelpool.sim.state",
+    },
+)
 
 
 __all__ = ["Fleet", "FleetDevice", "StateStore", "load_fleet", "preset_names", "state_dir"]
