@@ -155,6 +155,10 @@ class MigInstances(MigReads):
             ci = pynvml.nvmlGpuInstanceGetComputeInstanceById(
                 gi, pynvml.nvmlDeviceGetComputeInstanceId(mh)
             )
+        except _STALE as e:
+            # Destroyed by another process after we looked it up: a stale handle.
+            raise NotFound(gone, vendor_code=int(e.value), vendor_message=nvml_text(e)) from e
+        with self._destroying(partition.device_native_id, gi):
             try:
                 pynvml.nvmlComputeInstanceDestroy(ci)
             except pynvml.NVMLError_InUse as e:
@@ -163,13 +167,16 @@ class MigInstances(MigReads):
                     f"destroying partition {pid}",
                     "processes are running on it; stop them and retry",
                 ) from e
-        except _STALE as e:
-            # Destroyed by another process after we looked it up: a stale handle.
-            raise NotFound(gone, vendor_code=int(e.value), vendor_message=nvml_text(e)) from e
-        # Other compute instances may still live in this GPU instance: then keep it; it
-        # may also be gone already (another process cleaned it up).
-        with contextlib.suppress(pynvml.NVMLError_InUse, *_STALE):
-            pynvml.nvmlGpuInstanceDestroy(gi)
+            except _STALE as e:
+                raise NotFound(gone, vendor_code=int(e.value), vendor_message=nvml_text(e)) from e
+            # Other compute instances may still live in this GPU instance: then keep it;
+            # it may also be gone already (another process cleaned it up).
+            with contextlib.suppress(pynvml.NVMLError_InUse, *_STALE):
+                pynvml.nvmlGpuInstanceDestroy(gi)
+
+    def _destroying(self, gpu: str, gi: Any) -> contextlib.AbstractContextManager[None]:
+        """Around the two steps of a MIG destroy (:class:`MigRecovery` records them)."""
+        return contextlib.nullcontext()
 
     def _destroy_bare_gi(self, partition: PartitionInfo, pid: str) -> None:
         gpu_uuid, _, gi_text = partition.native_id.rpartition("/gi")

@@ -9,8 +9,9 @@ next create on that GPU or by ``collect_garbage``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pynvml
@@ -67,28 +68,25 @@ class MigRecovery(VgpuPartitions):
             except OSError as e:  # the partition is made; a stale entry only waits for gc
                 log.warning("could not update the record of MIG creates: %s", e)
 
-    def _destroy_mig(self, partition: PartitionInfo, pid: str) -> None:
+    @contextlib.contextmanager
+    def _destroying(self, gpu: str, gi: Any) -> Iterator[None]:
         # A destroy is two NVML steps too (compute instance, then GPU instance): it is
         # recorded like a create, so a bare GPU instance that a destroyer killed between
         # them leaves is collected the same way.
-        journal, token = self._journal(), None
         try:
-            mh = pynvml.nvmlDeviceGetHandleByUUID(partition.native_id)
-            parent = pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mh)
-            gi = pynvml.nvmlDeviceGetGpuInstanceById(parent, pynvml.nvmlDeviceGetGpuInstanceId(mh))
             info = pynvml.nvmlGpuInstanceGetInfo(gi)
-        except pynvml.NVMLError:
-            pass  # gone or stale: the destroy itself says so
-        else:
-            token = journal.begin(partition.device_native_id, int(info.profileId), int(info.id))
+        except pynvml.NVMLError:  # gone or stale: the destroy itself says so
+            yield
+            return
+        journal = self._journal()
+        token = journal.begin(gpu, int(info.profileId), int(info.id))
         try:
-            super()._destroy_mig(partition, pid)
+            yield
         finally:
-            if token is not None:
-                try:
-                    journal.finish(token)
-                except OSError as e:  # a stale entry only waits for gc
-                    log.warning("could not update the record of MIG changes: %s", e)
+            try:
+                journal.finish(token)
+            except OSError as e:  # a stale entry only waits for gc
+                log.warning("could not update the record of MIG changes: %s", e)
 
     # -- half-made partitions (a creator killed between the GI and CI steps) ------------
     def _journal(self) -> CreateJournal:
