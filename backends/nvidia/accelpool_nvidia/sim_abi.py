@@ -91,6 +91,19 @@ def _unpack(value: int) -> tuple[int, int, int]:
     return value >> 56, ((value >> 36) & 0xFFFFF) - 1, value & ((1 << 36) - 1)
 
 
+def _array_out(count: Any, arr: Any, n: int) -> Any | None:
+    """The array to fill with ``n`` entries, ``*count`` set to ``n``; or None when the
+    caller passed no array or one too small (``*count`` still set to ``n``): the call then
+    returns INSUFFICIENT_SIZE, or SUCCESS when there is nothing to list. The size protocol
+    of ``nvmlDeviceGetSupportedVgpus`` and ``nvmlDeviceGetComputeRunningProcesses``."""
+    c = _out(count)
+    if arr is None or c.value < n:
+        c.value = n
+        return None
+    c.value = n
+    return _out(arr) if isinstance(arr, _CArg) else arr
+
+
 def _fill_placements(arr: Any, count: Any, placements: list[tuple[int, int]]) -> int:
     c = _out(count)
     if arr is None:

@@ -9,7 +9,7 @@ from accelpool_nvidia import nvml_codes as rc
 from accelpool_nvidia.sim_abi import (
     _K_GPU,
     _K_MIG,
-    _CArg,
+    _array_out,
     _Fail,
     _handle,
     _out,
@@ -375,13 +375,10 @@ class _DeviceApi:
         gpu, ns = self.s._gpu(h), self.s.snapshot().ns
         procs = ns.get("procs", {}).items()
         pids = sorted(int(p) for p, t in procs if self.s._busy({**ns, "procs": {p: t}}, gpu))
-        c = _out(count)
-        if arr is None or c.value < len(pids):
-            c.value = len(pids)
+        target = _array_out(count, arr, len(pids))
+        if target is None:
             return rc.INSUFFICIENT_SIZE if pids else rc.SUCCESS
-        target = _out(arr) if isinstance(arr, _CArg) else arr
         for i, pid in enumerate(pids):
             target[i].pid, target[i].usedGpuMemory = pid, 0
             target[i].gpuInstanceId = target[i].computeInstanceId = 0xFFFFFFFF
-        c.value = len(pids)
         return rc.SUCCESS

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from accelpool_nvidia import nvml_codes as rc
-from accelpool_nvidia.sim_abi import _CArg, _Fail, _out, _set_str, _val
+from accelpool_nvidia.sim_abi import _array_out, _Fail, _out, _set_str, _val
 from accelpool_nvidia.sim_fleet import _NS
 
 if TYPE_CHECKING:
@@ -23,14 +23,11 @@ class _VgpuApi:
 
     # -- vGPU ------------------------------------------------------------------------------
     def _id_list(self, ids: list[int], count: Any, arr: Any) -> int:
-        c = _out(count)
-        if arr is None or c.value < len(ids):
-            c.value = len(ids)
+        target = _array_out(count, arr, len(ids))
+        if target is None:
             return rc.INSUFFICIENT_SIZE if ids else rc.SUCCESS
-        target = _out(arr) if isinstance(arr, _CArg) else arr
         for i, v in enumerate(ids):
             target[i] = v
-        c.value = len(ids)
         return rc.SUCCESS
 
     def nvmlDeviceGetSupportedVgpus(self, h: Any, count: Any, arr: Any) -> int:
