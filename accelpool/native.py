@@ -20,9 +20,12 @@ import ctypes
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-__all__ = ["NativeError", "NativeLibrary", "c_text"]
+if TYPE_CHECKING:
+    from accelpool.spi import BackendContext
+
+__all__ = ["NativeError", "NativeLibrary", "c_text", "check_presence"]
 
 
 def c_text(raw: bytes) -> str:
@@ -155,3 +158,21 @@ class NativeLibrary(abc.ABC):
         rc = self.function(name)(*args)
         if rc != 0:
             raise self.failed(int(rc), name)
+
+
+def check_presence(
+    loader: type[NativeLibrary], unavailable: type[Exception], context: BackendContext
+) -> None:
+    """An ``accelpool.presence`` check for a backend over ``loader``'s library.
+
+    Raises :class:`~accelpool.errors.BackendUnavailable` with the loader's own
+    "not found" text (``unavailable``, as the backend's probe reports it) when the
+    library named by the ``library`` option, or found where ``loader`` looks, does not
+    open; returns when it does.
+    """
+    try:
+        loader.from_option(context.options.get("library")).load()
+    except unavailable as e:
+        from accelpool.errors import BackendUnavailable
+
+        raise BackendUnavailable(str(e)) from None

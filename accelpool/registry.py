@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("accelpool.registry")
 
 GROUP = "accelpool.backends"
+#: Optional cheap checks, by backend name, run before the backend is imported.
+PRESENCE_GROUP = "accelpool.presence"
 
 
 @dataclass
@@ -46,9 +48,11 @@ def _one_line(exc: BaseException) -> str:
 class _Probe:
     """Loads, instantiates and probes one plugin (in a :class:`_Prober` thread)."""
 
-    def __init__(self, ep: Any, fleet: Fleet | None) -> None:
+    def __init__(self, ep: Any, fleet: Fleet | None, presence: Any = None) -> None:
         self.ep = ep
         self.fleet = fleet
+        #: the plugin's ``accelpool.presence`` entry point, if it has one
+        self.presence = presence
         self.result: LoadedBackend | None = None
         #: A damaged state file met in the probe: the caller's to repair, so re-raised
         #: in the caller's thread instead of marking the backend unavailable.
@@ -59,8 +63,25 @@ class _Probe:
             BackendStatus(self.ep.name, False, reason, dist_version(self.ep)), None
         )
 
+    def _absent(self) -> BackendUnavailable | None:
+        """What the plugin's presence check says is missing here, before it is imported."""
+        if self.presence is None or self.fleet is not None:
+            return None
+        try:
+            self.presence.load()(BackendContext(name=self.ep.name))
+        except BackendUnavailable as e:
+            return e
+        except Exception:  # a broken check proves nothing: the full probe decides
+            log.debug("backend %s presence check failed", self.ep.name, exc_info=True)
+        return None
+
     def run(self) -> None:
         name = self.ep.name
+        absent = self._absent()
+        if absent is not None:
+            log.info("backend %s unavailable: %s", name, absent)
+            self.result = self._unavailable(str(absent))
+            return
         try:
             cls = self.ep.load()
         except Exception as err:  # an import error, a missing attribute, a broken wheel
@@ -138,10 +159,17 @@ class _Prober(threading.Thread):
     which a loaded machine makes cost milliseconds each.
     """
 
-    def __init__(self, eps: Sequence[Any], fleet: Fleet | None, cond: threading.Condition) -> None:
+    def __init__(
+        self,
+        eps: Sequence[Any],
+        fleet: Fleet | None,
+        cond: threading.Condition,
+        presence: Mapping[str, Any],
+    ) -> None:
         super().__init__(name=f"accelpool-probe-{eps[0].name}", daemon=True)
         self.eps = eps
         self.fleet = fleet
+        self.presence = presence
         self.cond = cond
         self.done: list[_Probe] = []  # finished probes, in order
         self.started = time.monotonic()  # when the probe under way started
@@ -150,7 +178,7 @@ class _Prober(threading.Thread):
 
     def run(self) -> None:
         for ep in self.eps:
-            probe = _Probe(ep, self.fleet)
+            probe = _Probe(ep, self.fleet, self.presence.get(ep.name))
             try:
                 probe.run()
             except BaseException:  # a plugin's SystemExit, say: no answer, as a hang
@@ -168,6 +196,21 @@ class _Prober(threading.Thread):
             self.cond.notify_all()
 
 
+def _presence_checks(eps: Sequence[Any]) -> dict[str, Any]:
+    """The presence checks of ``eps``, by name: only one the backend's own distribution
+    declares counts (another package cannot mark a backend unavailable)."""
+    by_name = {ep.name: ep for ep in eps}
+    checks: dict[str, Any] = {}
+    for check in group(PRESENCE_GROUP):
+        backend = by_name.get(check.name)
+        if backend is None or check.name in checks:
+            continue
+        ours, theirs = getattr(backend, "dist", None), getattr(check, "dist", None)
+        if ours is not None and ours is theirs:
+            checks[check.name] = check
+    return checks
+
+
 def load_backends(
     fleet: Fleet | None = None, names: Sequence[str] | None = None
 ) -> list[LoadedBackend]:
@@ -182,11 +225,12 @@ def load_backends(
         # A state directory that cannot be used is the caller's problem, not a
         # backend's: say so here, once, instead of in every probe thread.
         fleet.open_state()
+    presence = {} if fleet is not None else _presence_checks(eps)
     results: list[LoadedBackend] = []
     cond = threading.Condition()
     pending = list(eps)
     while pending:
-        prober = _Prober(pending, fleet, cond)
+        prober = _Prober(pending, fleet, cond, presence)
         prober.start()
         with cond:
             while not prober.finished:

@@ -6,6 +6,18 @@ group ``accelpool.backends``::
     [project.entry-points."accelpool.backends"]
     myvendor = "accelpool_myvendor.backend:MyVendorBackend"
 
+A plugin may also register a *presence check* under ``accelpool.presence``, by the
+same name: a function of a :class:`BackendContext` that raises
+:class:`~accelpool.errors.BackendUnavailable`, exactly as :meth:`Backend.probe`
+would, when the vendor library is not on this host, and returns otherwise::
+
+    [project.entry-points."accelpool.presence"]
+    myvendor = "accelpool_myvendor.library:presence"
+
+Discovery calls it first (never for a simulated fleet) and imports the backend only
+when it returns, so a host without the library pays for a small module, not the
+whole backend. It must not claim more than absence: anything else is the probe's.
+
 Only :meth:`Backend.probe` and :meth:`Backend.devices` are required; every other
 operation has a default that raises :class:`~accelpool.errors.UnsupportedOperation`
 (or returns nothing to list). Declare what you support in

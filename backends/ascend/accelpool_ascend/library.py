@@ -10,9 +10,12 @@ found or a fleet is simulated.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from accelpool.native import NativeError, NativeLibrary
+from accelpool.native import NativeError, NativeLibrary, check_presence
+
+if TYPE_CHECKING:
+    from accelpool.spi import BackendContext
 
 LIBRARY_NAME = "libdcmi.so"
 #: Where the Ascend driver package installs DCMI when it is not on the loader path.
@@ -123,3 +126,8 @@ class DcmiLoader(NativeLibrary):
 
     def failed(self, code: int, name: str) -> Exception:
         return DcmiError(code, name)
+
+
+def presence(context: BackendContext) -> None:
+    """The ``accelpool.presence`` check: DCMI opens here, or the backend is unavailable."""
+    check_presence(DcmiLoader, DcmiUnavailable, context)

@@ -10,9 +10,12 @@ found or a fleet is simulated.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from accelpool.native import NativeError, NativeLibrary
+from accelpool.native import NativeError, NativeLibrary, check_presence
+
+if TYPE_CHECKING:
+    from accelpool.spi import BackendContext
 
 LIBRARY_NAME = "libcndev.so"
 #: Where the Cambricon driver package (Neuware) installs CNDev when it is not on the path.
@@ -112,3 +115,8 @@ class CndevLoader(NativeLibrary):
 
     def failed(self, code: int, name: str) -> Exception:
         return CndevError(code, name)
+
+
+def presence(context: BackendContext) -> None:
+    """The ``accelpool.presence`` check: CNDev opens here, or the backend is unavailable."""
+    check_presence(CndevLoader, CndevUnavailable, context)

@@ -26,6 +26,7 @@ from accelpool.types import AttributeValue, DeviceInfo
 from accelpool_nvidia import nvml_codes as rc
 from accelpool_nvidia.boards import board_sms
 from accelpool_nvidia.errors import HINTS, from_nvml, nvml_errors, nvml_text
+from accelpool_nvidia.presence import library_not_found
 
 if TYPE_CHECKING:
     from accelpool_nvidia.journal import CreateJournal
@@ -159,12 +160,7 @@ class NvmlDiscovery(Backend):
                 lib = pynvml.nvmlLib
             except pynvml.NVMLError as e:
                 if e.value == rc.LIBRARY_NOT_FOUND:
-                    raise BackendUnavailable(
-                        "NVML library not found (libnvidia-ml.so.1): install the NVIDIA "
-                        "driver, or use a simulated fleet with --sim",
-                        vendor_code=rc.LIBRARY_NOT_FOUND,
-                        vendor_message=nvml_text(e),
-                    ) from None
+                    raise library_not_found(nvml_text(e)) from None
                 if e.value == rc.DRIVER_NOT_LOADED:
                     raise BackendUnavailable(
                         "NVIDIA driver not loaded: load the nvidia kernel module "
