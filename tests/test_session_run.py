@@ -484,3 +484,28 @@ def test_in_process_runs_recheck_a_model_file_after_the_recheck_interval(
         np.testing.assert_array_equal(s.run(str(path), {"x": x})["y"], [6, 6])
         monkeypatch.setattr(_session, "PATH_RECHECK_S", 0.0)
         np.testing.assert_array_equal(s.run(str(path), {"x": x})["y"], [9, 9])
+
+
+def test_one_path_object_run_again_and_again_still_sees_edits_and_evictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accelpool.session import _session
+
+    path, other = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(_model("Add"), path)
+    onnx.save(_model("Sub"), other)
+    x = np.full((2,), 3, np.float32)
+    monkeypatch.setattr(_session, "PATH_RECHECK_S", 3600.0)
+    dev = toy_inventory().device("toy:0")
+    with accelpool.open_session(dev, isolate=False, max_models=1) as s:
+        for _ in range(3):  # the same object: the fast path after the first run
+            np.testing.assert_array_equal(s.run(path, {"x": x})["y"], [6, 6])
+        np.testing.assert_array_equal(s.run(other, {"x": x})["y"], [0, 0])  # evicts m.onnx
+        np.testing.assert_array_equal(s.run(path, {"x": x})["y"], [6, 6])  # loaded again
+        onnx.save(_model("Mul"), path)
+        os.utime(path, ns=(1, 1))
+        np.testing.assert_array_equal(s.run(path, {"x": x})["y"], [6, 6])  # trusted within
+        monkeypatch.setattr(_session, "PATH_RECHECK_S", 0.0)
+        np.testing.assert_array_equal(s.run(path, {"x": x})["y"], [9, 9])  # past it: the edit
+    with pytest.raises(accelpool.InvalidRequest, match="closed"):
+        s.run(path, {"x": x})
