@@ -33,6 +33,9 @@ _MAX_FDS = 4
 _CHUNK = 1 << 16
 _ALIGN = 64
 _MIN_ARENA = 1 << 20
+#: Arrays smaller than this travel inside the message: for a few kilobytes (a model's
+#: logits, say) pickling costs less than an arena's views and copies on both sides.
+_INLINE_MAX = 1 << 14
 
 #: Visibility variables of the accelerator families accelpool knows; any variable named
 #: ``*_VISIBLE_DEVICES`` or ``*_VISIBLE_CORES`` counts too.
@@ -275,11 +278,13 @@ def shm_able(value: Any) -> bool:
 
 
 def layout(values: Sequence[tuple[str, Any]]) -> tuple[list[tuple[str, Any, int]], int]:
-    """Offsets for the shared-memory values among ``values``, and the bytes they need."""
+    """Offsets for the shared-memory values among ``values``, and the bytes they need.
+
+    Only arrays of at least ``_INLINE_MAX`` bytes go through shared memory."""
     placed = []
     end = 0
     for name, v in values:
-        if shm_able(v):
+        if getattr(v, "nbytes", 0) >= _INLINE_MAX and shm_able(v):
             off = (end + _ALIGN - 1) // _ALIGN * _ALIGN
             placed.append((name, v, off))
             end = off + v.nbytes
