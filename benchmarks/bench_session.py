@@ -257,6 +257,64 @@ def _copy_floor(x: np.ndarray, out_bytes: int, runs: int, raw: Callable[[], Any]
     return statistics.median(times)
 
 
+_BARE_CHILD = """
+import mmap, os, socket, sys
+import numpy as np, onnxruntime as ort
+model, sock_fd, mem_fd, shape = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+shape = tuple(int(n) for n in shape.split(","))
+x = np.ndarray(shape, np.float32, buffer=mmap.mmap(mem_fd, os.fstat(mem_fd).st_size))
+sock = socket.socket(fileno=sock_fd)
+while sock.recv(1):
+    sess.run(None, {"x": x})
+    sock.sendall(b"k")
+"""
+
+
+def _bare_process(model: Path, x: np.ndarray, raw: Callable[[], Any], runs: int) -> float:
+    """Median extra seconds a call costs when the same run happens in a second process
+    with no accelpool at all: onnxruntime there, the input in shared memory, one byte
+    each way over a Unix socket. What isolation costs on this machine before any of
+    accelpool's code (scheduling two processes, waking each other, cold caches)."""
+    import mmap
+    import socket
+    import subprocess
+    import sys
+
+    fd = os.memfd_create("bench-bare")
+    os.ftruncate(fd, x.nbytes)
+    shared = np.ndarray(x.shape, x.dtype, buffer=mmap.mmap(fd, x.nbytes))
+    shared[...] = x
+    ours, theirs = socket.socketpair()
+    shape = ",".join(str(n) for n in x.shape)
+    args = [sys.executable, "-c", _BARE_CHILD, str(model), str(theirs.fileno()), str(fd), shape]
+    child = subprocess.Popen(args, pass_fds=[theirs.fileno(), fd])
+    theirs.close()
+
+    def call() -> None:
+        ours.sendall(b"r")
+        ours.recv(1)
+
+    try:
+        for _ in range(5):
+            call(), raw()
+        extra = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            call()
+            t1 = time.perf_counter()
+            raw()
+            t2 = time.perf_counter()
+            extra.append((t1 - t0) - (t2 - t1))
+    finally:
+        ours.close()
+        child.wait(timeout=30)
+        os.close(fd)
+    return statistics.median(extra)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=400, help="timed runs per side (in-process)")
@@ -356,6 +414,11 @@ def main() -> int:
                 worker.request(("env", []))
                 trips.append(time.perf_counter() - t0)
             print(f"{'':<44} worker round trip {statistics.median(trips) * 1e6:.0f} us")
+            bare = _bare_process(cnn, x_big, lambda: raw.run(None, {"x": x_big}), 200)
+            print(
+                f"{'':<44} a bare second process (no accelpool) costs {bare * 1e6:+.0f} us/call "
+                f"here: accelpool's own share is {(shared_overhead - bare) * 1e6:+.0f} us/call"
+            )
             # A plain numpy input is copied into shared memory each run.
             plain_ok, overhead = _compare(
                 "isolated worker, CNN, 4 MiB numpy input",
