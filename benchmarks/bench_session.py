@@ -341,9 +341,7 @@ def main() -> int:
         layers, mlp_s = calibrated(
             lambda n: small_mlp(layers=n), 3, x_small, args.mlp_ms / 1e3, mlp
         )
-        widen, cnn_s = calibrated(
-            lambda n: small_cnn(widen=n), 5, x_big, args.cnn_ms / 1e3, cnn
-        )
+        widen, cnn_s = calibrated(lambda n: small_cnn(widen=n), 5, x_big, args.cnn_ms / 1e3, cnn)
         ok = True
         print(f"target {target.id}; input sizes {x_small.nbytes} B and {x_big.nbytes} B")
         print(

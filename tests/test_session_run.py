@@ -509,3 +509,23 @@ def test_one_path_object_run_again_and_again_still_sees_edits_and_evictions(
         np.testing.assert_array_equal(s.run(path, {"x": x})["y"], [9, 9])  # past it: the edit
     with pytest.raises(accelpool.InvalidRequest, match="closed"):
         s.run(path, {"x": x})
+
+
+@pytest.mark.parametrize("by", ["handle", "path"])
+def test_a_worker_killed_between_warm_runs_is_reported_then_replaced(
+    by: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(_model("Add"), path)
+    x = np.full((2,), 3, np.float32)
+    with open_session(toy_inventory().device("toy:0"), isolate=True) as s:
+        model = s.load(path) if by == "handle" else path
+        for _ in range(3):  # warm: the short path to the worker from the second run on
+            np.testing.assert_array_equal(s.run(model, {"x": x})["y"], [6, 6])
+        first = s.worker_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(WorkerDied, match="killed by signal SIGKILL"):
+            s.run(model, {"x": x})
+        np.testing.assert_array_equal(s.run(model, {"x": x})["y"], [6, 6])  # a new worker
+        assert s.worker_pid not in (None, first)

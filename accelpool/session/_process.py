@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -157,12 +158,14 @@ class _WorkerProc:
 class _Pinned:
     """A shared array's arena: kept (with its fd) so every new worker can map it."""
 
-    def __init__(self, ident: int, arena: w.Arena, fd: int, base: int) -> None:
+    def __init__(self, ident: int, arena: w.Arena, fd: int, array: Any) -> None:
         self.ident = ident
         self.arena = arena
         self.fd: int | None = fd
-        self.base = base
-        self.end = base + arena.size
+        self.base: int = array.__array_interface__["data"][0]
+        self.end = self.base + arena.size
+        #: the array Session.shared_array returned: passed whole, it needs no arithmetic
+        self.whole = weakref.ref(array)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -210,19 +213,30 @@ def pinned_meta(
     pinned: Sequence[_Pinned], worker: _WorkerProc, value: Any
 ) -> tuple[Any, ...] | None:
     """Where ``value`` lies in a shared array (mapping it in the worker), else None."""
-    if not pinned or not getattr(value, "flags", None) or not w.shm_able(value):
+    if not pinned:
+        return None
+    for p in pinned:
+        if p.whole() is value:  # the common case, told without building an interface dict
+            whole: Any = value
+            return _mapped(p, worker, (whole.dtype.str, whole.shape, 0, p.ident))
+    if not getattr(value, "flags", None) or not w.shm_able(value):
         return None
     if not value.flags.c_contiguous:
         return None
     addr = value.__array_interface__["data"][0]
     for p in pinned:
         if p.base <= addr and addr + value.nbytes <= p.end:
-            if p.ident not in worker.pinned:
-                assert p.fd is not None
-                worker.request(("pin", p.ident), [p.fd])
-                worker.pinned.add(p.ident)
-            return (value.dtype.str, tuple(value.shape), addr - p.base, p.ident)
+            return _mapped(p, worker, (value.dtype.str, tuple(value.shape), addr - p.base, p.ident))
     return None
+
+
+def _mapped(p: _Pinned, worker: _WorkerProc, where: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``where``, once ``worker`` has mapped ``p``'s arena."""
+    if p.ident not in worker.pinned:
+        assert p.fd is not None
+        worker.request(("pin", p.ident), [p.fd])
+        worker.pinned.add(p.ident)
+    return where
 
 
 def run_isolated(

@@ -273,8 +273,7 @@ class Session:
             nbytes = max(1, int(np.prod(shape_t, dtype=np.int64)) * dt.itemsize)
             arena, fd = w.Arena.create(nbytes)
             array = np.ndarray(shape_t, dt, buffer=arena.mm)
-            base = array.__array_interface__["data"][0]
-            self._res.pinned.append(_Pinned(len(self._res.pinned), arena, fd, base))
+            self._res.pinned.append(_Pinned(len(self._res.pinned), arena, fd, array))
             return array
 
     # -- models -------------------------------------------------------------------------
@@ -282,7 +281,7 @@ class Session:
         """Load ``model`` (a path, bytes, an ``onnx.ModelProto``) once; later loads reuse it.
 
         Models are keyed by identity: a file by path, size and modification time (so an
-        edited file is reloaded; in-process runs re-check a file at most every
+        edited file is reloaded; runs re-check a file at most every
         ``PATH_RECHECK_S`` seconds), bytes by content.
         """
         with self._lock:
@@ -356,55 +355,64 @@ class Session:
                 except Exception as e:
                     _reraise(w.classify(e, f"run the model on {self.target_id}"))
                 return dict(zip(model.outputs, outputs, strict=True))
+            if model._owner is self and self._runtime is None:
+                done = self._run_warm_isolated(model, feeds)
+                if done is not None:
+                    return done
         hot = self._hot_path
-        if hot is not None and hot[0] is model and output_names is None and type(feeds) is dict:
-            # The same path object as the last in-process run, its file checked within
-            # PATH_RECHECK_S: no hashing of the path, no lookups (issue 15's 1%).
-            loaded_, checked = hot[1], hot[2]
-            ort = loaded_._ort
-            if (
-                ort is not None
-                and time.monotonic() - checked < PATH_RECHECK_S
-                and self._runtime is not None
-                and self._loaded.get(loaded_.key) is loaded_
-            ):
-                try:
-                    outputs = ort.run(None, feeds)
-                except Exception as e:
-                    _reraise(w.classify(e, f"run the model on {self.target_id}"))
-                return dict(zip(loaded_.outputs, outputs, strict=True))
+        if (
+            hot is not None
+            and hot[0] is model
+            and output_names is None
+            and type(feeds) is dict
+            and time.monotonic() - hot[2] < PATH_RECHECK_S
+        ):
+            # The same path object as the last run, its file checked within
+            # PATH_RECHECK_S: no hashing of the path, no look-ups (issue 15's 1%).
+            warm = hot[1]
+            if self._loaded.get(warm.key) is warm:
+                ort = warm._ort
+                if ort is not None and self._runtime is not None:
+                    try:
+                        outputs = ort.run(None, feeds)
+                    except Exception as e:
+                        _reraise(w.classify(e, f"run the model on {self.target_id}"))
+                    return dict(zip(warm.outputs, outputs, strict=True))
+                if self._runtime is None:
+                    done = self._run_warm_isolated(warm, feeds)
+                    if done is not None:
+                        return done
         if type(feeds) is not dict and not isinstance(feeds, Mapping):
             raise InvalidRequest(
                 f"feeds must map input names to arrays, not {type(feeds).__name__}"
             )
         loaded: LoadedModel | None = None
-        if self._runtime is not None:
-            # The hot paths: a loaded model, or a file already loaded (no stat, no lock).
-            kind = type(model)
-            if kind is LoadedModel and model._owner is self and model._ort is not None:
+        kind = type(model)
+        if kind is LoadedModel:
+            if model._owner is self and model._ort is not None and self._runtime is not None:
                 loaded = model
-            elif kind is str or isinstance(model, os.PathLike):
-                # A stat per call costs a few percent on a ~1 ms model, so a path's
-                # identity is re-checked at most every PATH_RECHECK_S seconds.
-                now = time.monotonic()
-                seen = self._path_keys.get(model)
-                if seen is not None and now - seen[1] < PATH_RECHECK_S:
-                    loaded = self._loaded.get(seen[0])
-                    if loaded is not None:
-                        self._hot_path = (model, loaded, seen[1])
+        elif kind is str or isinstance(model, os.PathLike):
+            # A stat per call costs a few percent on a ~1 ms model, so a path's
+            # identity is re-checked at most every PATH_RECHECK_S seconds.
+            now = time.monotonic()
+            seen = self._path_keys.get(model)
+            if seen is not None and now - seen[1] < PATH_RECHECK_S:
+                loaded = self._loaded.get(seen[0])
+                if loaded is not None:
+                    self._hot_path = (model, loaded, seen[1])
+            else:
+                try:
+                    st = os.stat(model)
+                except OSError:
+                    pass  # load() says why
                 else:
-                    try:
-                        st = os.stat(model)
-                    except OSError:
-                        pass  # load() says why
-                    else:
-                        key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-                        loaded = self._loaded.get(key)
-                        if loaded is not None:
-                            self._path_keys[model] = (key, now)
-                            self._hot_path = (model, loaded, now)
-                            if len(self._path_keys) > 64:
-                                self._path_keys.popitem(last=False)
+                    key = ("path", st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+                    loaded = self._loaded.get(key)
+                    if loaded is not None:
+                        self._path_keys[model] = (key, now)
+                        self._hot_path = (model, loaded, now)
+                        if len(self._path_keys) > 64:
+                            self._path_keys.popitem(last=False)
         if loaded is None:
             loaded = self.load(model)
         names = list(output_names) if output_names is not None else loaded.outputs
@@ -419,6 +427,20 @@ class Session:
         with self._lock:
             self._check_open()
             return dict(zip(names, self._run_isolated(loaded, feeds, output_names), strict=True))
+
+    def _run_warm_isolated(
+        self, loaded: LoadedModel, feeds: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """All outputs of ``loaded`` run in the worker that holds it; None when no live
+        worker holds it (closed, died, evicted): the caller takes the full path, which
+        says why or starts a worker. A worker that died since the last call is found
+        by the request itself, which raises WorkerDied as the full path would."""
+        with self._lock:
+            worker = self._res.worker
+            if worker is None or worker.reported or loaded.key not in self._loaded:
+                return None
+            outputs = run_isolated(worker, self._res.pinned, loaded.key, feeds, None)
+            return dict(zip(loaded.outputs, outputs, strict=True))
 
     def _run_isolated(
         self, loaded: LoadedModel, feeds: Mapping[str, Any], output_names: Sequence[str] | None

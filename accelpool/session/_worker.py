@@ -29,6 +29,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _HEADER = struct.Struct("<Q")
+#: A send to a worker that died returns EPIPE, never SIGPIPE (which an application
+#: that restored its default action would die of).
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _MAX_FDS = 4
 _CHUNK = 1 << 16
 _ALIGN = 64
@@ -264,10 +267,23 @@ class Arena:
         self.mm = None  # type: ignore[assignment]
 
 
+_NUMPY: Any = None
+
+
+def _numpy() -> Any:
+    """numpy, imported on first use (the worker starts without it) and then kept: an
+    import statement on every call costs more than the copy of a small array."""
+    global _NUMPY
+    if _NUMPY is None:
+        import numpy
+
+        _NUMPY = numpy
+    return _NUMPY
+
+
 def shm_able(value: Any) -> bool:
     """Whether a value travels through shared memory (plain numeric numpy arrays)."""
-    import numpy as np
-
+    np = _numpy()
     return (
         isinstance(value, np.ndarray)
         and value.dtype.kind in "biufc"
@@ -295,7 +311,7 @@ def write_arrays(
     arena: Arena, placed: Sequence[tuple[str, Any, int]]
 ) -> dict[str, tuple[str, tuple[int, ...], int, int | None]]:
     """Copy arrays into ``arena``; their metadata (dtype, shape, offset, no pin) by name."""
-    import numpy as np
+    np = _numpy()
 
     meta: dict[str, tuple[str, tuple[int, ...], int, int | None]] = {}
     for name, v, off in placed:
@@ -308,8 +324,7 @@ def write_arrays(
 
 def view(arena: Arena, dtype: str, shape: tuple[int, ...], off: int, pin: Any = None) -> Any:
     """An array over ``arena`` (``pin`` names the arena in metadata; unused here)."""
-    import numpy as np
-
+    np = _numpy()
     return np.ndarray(shape, np.dtype(dtype), buffer=arena.mm, offset=off)
 
 
@@ -326,11 +341,11 @@ class Channel:
         payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         data = _HEADER.pack(len(payload)) + payload
         if fds:
-            sent = socket.send_fds(self.sock, [data], list(fds))
+            sent = socket.send_fds(self.sock, [data], list(fds), _SEND_FLAGS)
             if sent < len(data):
-                self.sock.sendall(memoryview(data)[sent:])
+                self.sock.sendall(memoryview(data)[sent:], _SEND_FLAGS)
         else:
-            self.sock.sendall(data)
+            self.sock.sendall(data, _SEND_FLAGS)
 
     def recv(self) -> tuple[Any, list[int]]:
         # One recvmsg reads a whole small message, header and all: syscalls are what a
