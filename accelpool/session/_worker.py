@@ -397,6 +397,8 @@ class _Worker:
 
     def handle(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
         op = msg[0]
+        if op == "run":  # by far the most frequent: tested first
+            return self.run(msg, fds)
         if op == "init":
             self.runtime = Runtime(msg[1])
             return {"pid": os.getpid()}, []
@@ -412,8 +414,6 @@ class _Worker:
         if op == "unload":
             self.runtime.unload(msg[1])
             return None, []
-        if op == "run":
-            return self.run(msg, fds)
         if op == "pin":
             self.pinned[msg[1]] = Arena.attach(fds[0])
             return None, []
@@ -421,7 +421,8 @@ class _Worker:
 
     def run(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
         _, key, output_names, meta, inline = msg
-        assert self.runtime is not None
+        if self.runtime is None:
+            raise RuntimeFailure("AccelPoolError", "session worker used before init")
         if fds:
             if self.inbox is not None:
                 self.inbox.close()
@@ -435,6 +436,11 @@ class _Worker:
             outputs = self.runtime.run(key, output_names, feeds)
         finally:
             feeds.clear()  # drop the views before the inbox may be replaced
+        for v in outputs:
+            if getattr(v, "nbytes", 0) >= _INLINE_MAX:
+                break
+        else:  # all small (a classifier's logits): every output inside the reply
+            return [("v", v) for v in outputs], []
         named = list(enumerate(outputs))
         placed, needed = layout([(str(i), v) for i, v in named])
         send_fds: list[int] = []
