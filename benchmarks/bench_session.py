@@ -14,7 +14,7 @@ both alike. Prints the median of each side and their ratio (accelpool / raw). Th
 issue's bounds (issue 15) are 1.01 in-process, 1.03 isolated with ``shared_array`` and
 1.05 isolated with a plain numpy input.
 
-    .venv/bin/python benchmarks/bench_session.py [--runs 400] [--target ID]
+    .venv/bin/python benchmarks/bench_session.py [--runs 1500] [--iso-runs 300] [--target ID]
 
 The default target is the toy backend's CPU device (CPUExecutionProvider, one
 thread); ``--target`` names a discovered one instead (e.g. ``opencl:0``).
@@ -317,7 +317,12 @@ def _bare_process(model: Path, x: np.ndarray, raw: Callable[[], Any], runs: int)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=400, help="timed runs per side (in-process)")
+    parser.add_argument(
+        "--runs", type=int, default=1500, help="timed runs per side, in-process (default 1500)"
+    )
+    parser.add_argument(
+        "--iso-runs", type=int, default=300, help="timed runs per side, isolated (default 300)"
+    )
     parser.add_argument("--target", default=None, help="a discovered target id (default: toy)")
     parser.add_argument(
         "--mlp-ms", type=float, default=1.0, help="run time the MLP is sized to (default 1)"
@@ -396,7 +401,7 @@ def main() -> int:
                 "isolated worker, CNN, 4 MiB input in shared_array",
                 lambda: s.run(cnn, {"x": shared}),
                 lambda: raw.run(None, {"x": x_big}),
-                max(100, args.runs // 2),
+                args.iso_runs,
                 1.03,
                 worker=lambda: s.worker_pid,
             )
@@ -412,7 +417,7 @@ def main() -> int:
                 worker.request(("env", []))
                 trips.append(time.perf_counter() - t0)
             print(f"{'':<44} worker round trip {statistics.median(trips) * 1e6:.0f} us")
-            bare = _bare_process(cnn, x_big, lambda: raw.run(None, {"x": x_big}), 200)
+            bare = _bare_process(cnn, x_big, lambda: raw.run(None, {"x": x_big}), args.iso_runs)
             print(
                 f"{'':<44} a bare second process (no accelpool) costs {bare * 1e6:+.0f} us/call "
                 f"here: accelpool's own share is {(shared_overhead - bare) * 1e6:+.0f} us/call"
@@ -422,15 +427,13 @@ def main() -> int:
                 "isolated worker, CNN, 4 MiB numpy input",
                 lambda: s.run(cnn, {"x": x_big}),
                 lambda: raw.run(None, {"x": x_big}),
-                max(100, args.runs // 2),
+                args.iso_runs,
                 1.05,
                 worker=lambda: s.worker_pid,
             )
             # Where the copy makes 1.05 out of reach, the bound is the physical floor: a
             # copy of the input in and the output back, at this machine's bandwidth.
-            floor = _copy_floor(
-                x_big, 10 * 4, max(100, args.runs // 2), lambda: raw.run(None, {"x": x_big})
-            )
+            floor = _copy_floor(x_big, 10 * 4, args.iso_runs, lambda: raw.run(None, {"x": x_big}))
             gbps = x_big.nbytes / floor / 1e9
             within = overhead <= 1.5 * floor
             print(
