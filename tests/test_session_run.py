@@ -529,3 +529,15 @@ def test_a_worker_killed_between_warm_runs_is_reported_then_replaced(
             s.run(model, {"x": x})
         np.testing.assert_array_equal(s.run(model, {"x": x})["y"], [6, 6])  # a new worker
         assert s.worker_pid not in (None, first)
+
+
+def test_repeated_runs_over_one_shared_array_see_its_new_contents_and_the_right_model() -> None:
+    with open_session(toy_inventory().device("toy:0"), isolate=True, max_models=1) as s:
+        add, mul = s.load(_model("Add")), s.load(_model("Mul"))  # mul evicts add
+        x = s.shared_array(2)
+        for value in (1.0, 2.0, 5.0):  # the same request each time: the worker reruns it
+            x[...] = value
+            np.testing.assert_array_equal(s.run(add, {"x": x})["y"], [2 * value] * 2)
+        np.testing.assert_array_equal(s.run(mul, {"x": x})["y"], [25, 25])  # evicts add
+        np.testing.assert_array_equal(s.run(add, {"x": x})["y"], [10, 10])  # loaded again
+        np.testing.assert_array_equal(s.run(add, {"x": x[:1]})["y"], [10])  # a slice of it
