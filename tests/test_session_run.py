@@ -541,3 +541,18 @@ def test_repeated_runs_over_one_shared_array_see_its_new_contents_and_the_right_
         np.testing.assert_array_equal(s.run(mul, {"x": x})["y"], [25, 25])  # evicts add
         np.testing.assert_array_equal(s.run(add, {"x": x})["y"], [10, 10])  # loaded again
         np.testing.assert_array_equal(s.run(add, {"x": x[:1]})["y"], [10])  # a slice of it
+
+
+def test_a_repeated_request_follows_a_reshaped_or_replaced_shared_array() -> None:
+    with open_session(toy_inventory().device("toy:0"), isolate=True) as s:
+        add = s.load(_model("Add"))
+        x = s.shared_array(4)
+        x[...] = [1, 2, 3, 4]
+        for _ in range(2):
+            np.testing.assert_array_equal(s.run(add, {"x": x})["y"], [2, 4, 6, 8])
+        x.shape = (2, 2)  # the same array object, another shape
+        np.testing.assert_array_equal(s.run(add, {"x": x})["y"], [[2, 4], [6, 8]])
+        other = s.shared_array(4)
+        other[...] = 10
+        np.testing.assert_array_equal(s.run(add, {"x": other})["y"], [20] * 4)
+        np.testing.assert_array_equal(s.run(add, {"x": x})["y"], [[2, 4], [6, 8]])

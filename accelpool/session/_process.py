@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -58,6 +59,10 @@ class _WorkerProc:
         self.outbox: w.Arena | None = None
         self.pinned: set[int] = set()  # shared arrays this worker has mapped
         self.reported = False  # whether a WorkerDied has told the caller it ended
+        #: the last run whose inputs all lay in shared arrays: its model key, each input
+        #: as (name, array, shape, dtype) and the request's bytes, sent again as they are
+        #: when the next run passes the very same arrays (the worker then skips parsing)
+        self.last_run: tuple[Any, list[tuple[str, Any, Any, Any]], bytes] | None = None
         if not sys.executable:
             raise UnsupportedOperation(
                 "isolated sessions need a Python executable to start a worker; "
@@ -87,9 +92,15 @@ class _WorkerProc:
             self.kill()
             raise
 
-    def request(self, msg: tuple[Any, ...], fds: Sequence[int] = ()) -> tuple[Any, list[int]]:
+    def request(
+        self, msg: tuple[Any, ...] | bytes, fds: Sequence[int] = ()
+    ) -> tuple[Any, list[int]]:
+        """Send ``msg`` (or the bytes of one already pickled) and return the answer."""
         try:
-            self.channel.send(msg, fds)
+            if type(msg) is bytes:
+                self.channel.send_payload(msg, fds)
+            else:
+                self.channel.send(msg, fds)
             reply, rfds = self.channel.recv()
         except (EOFError, OSError) as e:
             raise self._died() from e
@@ -251,6 +262,14 @@ def run_isolated(
     An input inside one of the ``shared`` arrays is sent as where it lies (no copy);
     any other array is copied into the worker's inbox arena, grown when too small.
     """
+    last = worker.last_run
+    if (
+        last is not None
+        and output_names is None
+        and last[0] == key
+        and _same_inputs(last[1], feeds)
+    ):
+        return _outputs(worker, *worker.request(last[2]))
     items = list(feeds.items())
     pinned: dict[str, Any] = {}
     if shared:
@@ -274,10 +293,32 @@ def run_isolated(
         inline = {name: v for name, v in items if name not in meta}
         meta.update(pinned)
         msg = ("run", key, list(output_names) if output_names else None, meta, inline)
-        result, rfds = worker.request(msg, fds)
+        if pinned and len(pinned) == len(feeds) and not fds and output_names is None:
+            payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+            inputs = [(name, v, v.shape, v.dtype) for name, v in feeds.items()]
+            worker.last_run = (key, inputs, payload)
+            result, rfds = worker.request(payload)
+        else:
+            result, rfds = worker.request(msg, fds)
     finally:
         for fd in fds:
             os.close(fd)
+    return _outputs(worker, result, rfds)
+
+
+def _same_inputs(inputs: Sequence[tuple[str, Any, Any, Any]], feeds: Mapping[str, Any]) -> bool:
+    """Whether ``feeds`` are the very arrays of ``inputs``, with the same shapes and dtypes."""
+    if len(inputs) != len(feeds):
+        return False
+    for name, array, shape, dtype in inputs:
+        v = feeds.get(name)
+        if v is not array or v.shape != shape or v.dtype != dtype:
+            return False
+    return True
+
+
+def _outputs(worker: _WorkerProc, result: Any, rfds: list[int]) -> list[Any]:
+    """The outputs of a run from the worker's answer (arena outputs copied out)."""
     if rfds:
         if worker.outbox is not None:
             worker.outbox.close()

@@ -353,7 +353,10 @@ class Channel:
         self.sock = sock
 
     def send(self, obj: Any, fds: Sequence[int] = ()) -> None:
-        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        self.send_payload(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), fds)
+
+    def send_payload(self, payload: bytes, fds: Sequence[int] = ()) -> None:
+        """Send an already pickled message (and ``fds`` with it)."""
         data = _HEADER.pack(len(payload)) + payload
         if fds:
             sent = socket.send_fds(self.sock, [data], list(fds), _SEND_FLAGS)
