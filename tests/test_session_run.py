@@ -556,3 +556,13 @@ def test_a_repeated_request_follows_a_reshaped_or_replaced_shared_array() -> Non
         other[...] = 10
         np.testing.assert_array_equal(s.run(add, {"x": other})["y"], [20] * 4)
         np.testing.assert_array_equal(s.run(add, {"x": x})["y"], [[2, 4], [6, 8]])
+
+
+def test_small_isolated_outputs_come_back_as_writable_arrays_of_their_dtype_and_shape() -> None:
+    with open_session(toy_inventory().device("toy:0"), isolate=True) as s:
+        for dtype, np_dtype in ((TensorProto.FLOAT, np.float32), (TensorProto.INT64, np.int64)):
+            x = np.arange(6, dtype=np_dtype).reshape(2, 3)
+            y = s.run(_model("Add", dtype), {"x": x})["y"]
+            assert y.dtype == np_dtype and y.shape == (2, 3) and y.flags.writeable
+            y += 1  # the caller's own array
+            np.testing.assert_array_equal(y, 2 * x + 1)

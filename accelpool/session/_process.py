@@ -327,6 +327,10 @@ def _outputs(worker: _WorkerProc, result: Any, rfds: list[int]) -> list[Any]:
             os.close(fd)
     outbox = worker.outbox
     return [
-        w.view(outbox, *value).copy() if tag == "a" else value  # type: ignore[arg-type]
+        w.unpacked(*value)
+        if tag == "b"
+        else w.view(outbox, *value).copy()  # type: ignore[arg-type]
+        if tag == "a"
+        else value
         for tag, value in result
     ]
