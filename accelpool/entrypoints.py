@@ -47,7 +47,7 @@ def _entry_points_text(dist: metadata.Distribution, path: str | None) -> str | N
     try:
         with open(os.path.join(path, "entry_points.txt"), encoding="utf-8") as f:
             return f.read()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, KeyError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
 
 

@@ -64,8 +64,9 @@ class _Probe:
         )
 
     def _absent(self) -> BackendUnavailable | None:
-        """What the plugin's presence check says is missing here, before it is imported."""
-        if self.presence is None or self.fleet is not None:
+        """What the plugin's presence check says is missing here, before it is imported
+        (``load_backends`` gives none for a simulated fleet)."""
+        if self.presence is None:
             return None
         try:
             self.presence.load()(BackendContext(name=self.ep.name))

@@ -85,7 +85,7 @@ class Session:
         self._loaded: OrderedDict[Any, LoadedModel] = OrderedDict()
         self._bytes_keys: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
         self._path_keys: OrderedDict[Any, tuple[Any, float]] = OrderedDict()
-        #: the path object last run in-process, its model and when its file was checked
+        #: the path object last run, its loaded model and when its file was last checked
         self._hot_path: tuple[Any, LoadedModel, float] | None = None
         self._opencl: Any = None
 
@@ -345,34 +345,26 @@ class Session:
         ``model`` is a path, bytes, an ``onnx.ModelProto`` or a :class:`LoadedModel`
         (loaded once and kept warm); ``feeds`` maps input names to numpy arrays.
         """
-        if type(model) is LoadedModel and output_names is None and type(feeds) is dict:
-            # The hottest path, in as few steps as can be: a model this in-process
-            # session loaded, all its outputs. (close() clears _runtime.)
-            ort = model._ort
-            if ort is not None and model._owner is self and self._runtime is not None:
-                try:
-                    outputs = ort.run(None, feeds)
-                except Exception as e:
-                    _reraise(w.classify(e, f"run the model on {self.target_id}"))
-                return dict(zip(model.outputs, outputs, strict=True))
-            if model._owner is self and self._runtime is None:
-                done = self._run_warm_isolated(model, feeds)
-                if done is not None:
-                    return done
-        hot = self._hot_path
-        if (
-            hot is not None
-            and hot[0] is model
-            and output_names is None
-            and type(feeds) is dict
-            and time.monotonic() - hot[2] < PATH_RECHECK_S
-        ):
-            # The same path object as the last run, its file checked within
-            # PATH_RECHECK_S: no hashing of the path, no look-ups (issue 15's 1%).
-            warm = hot[1]
-            if self._loaded.get(warm.key) is warm:
+        if output_names is None and type(feeds) is dict:
+            # The hot paths, in as few steps as can be: a model this session loaded, or
+            # the same path object as the last run with its file checked within
+            # PATH_RECHECK_S (no hashing of the path, no look-ups), all its outputs.
+            warm: LoadedModel | None = None
+            if type(model) is LoadedModel:
+                if model._owner is self:
+                    warm = model
+            else:
+                hot = self._hot_path
+                if (
+                    hot is not None
+                    and hot[0] is model
+                    and time.monotonic() - hot[2] < PATH_RECHECK_S
+                    and self._loaded.get(hot[1].key) is hot[1]
+                ):
+                    warm = hot[1]
+            if warm is not None:
                 ort = warm._ort
-                if ort is not None and self._runtime is not None:
+                if ort is not None and self._runtime is not None:  # close() clears _runtime
                     try:
                         outputs = ort.run(None, feeds)
                     except Exception as e:

@@ -437,10 +437,13 @@ class _Worker:
         #: one shared array) is run without parsing it or building views again
         self.repeat: tuple[bytes, Any, Any, dict[str, Any]] | None = None
 
-    def handle(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
+    def handle(
+        self, msg: tuple[Any, ...], fds: list[int], payload: Any = None
+    ) -> tuple[Any, list[int]]:
+        """Answer ``msg`` (``payload``: its pickled bytes, which a run may remember)."""
         op = msg[0]
         if op == "run":  # by far the most frequent: tested first
-            return self.run(msg, fds)
+            return self.run(msg, fds, payload)
         if op == "init":
             self.runtime = Runtime(msg[1])
             return {"pid": os.getpid()}, []
@@ -461,7 +464,9 @@ class _Worker:
             return None, []
         raise RuntimeFailure("AccelPoolError", f"session worker got an unknown request {op!r}")
 
-    def run(self, msg: tuple[Any, ...], fds: list[int]) -> tuple[Any, list[int]]:
+    def run(
+        self, msg: tuple[Any, ...], fds: list[int], payload: Any = None
+    ) -> tuple[Any, list[int]]:
         _, key, output_names, meta, inline = msg
         if self.runtime is None:
             raise RuntimeFailure("AccelPoolError", "session worker used before init")
@@ -474,6 +479,13 @@ class _Worker:
             arena = self.inbox if pin is None else self.pinned[pin]
             assert arena is not None
             feeds[name] = view(arena, dtype, shape, off)
+        shared_only = meta and all(pin is not None for _, _, _, pin in meta.values())
+        if payload is not None and not fds and not inline and shared_only:
+            # Views of shared arrays only, which live as long as the worker: the same
+            # request again reruns these (see serve).
+            outputs = self.runtime.run(key, output_names, feeds)
+            self.repeat = (bytes(payload), key, output_names, feeds)
+            return self._reply(outputs)
         try:
             outputs = self.runtime.run(key, output_names, feeds)
         finally:
@@ -485,19 +497,6 @@ class _Worker:
         assert self.repeat is not None and self.runtime is not None
         _, key, output_names, feeds = self.repeat
         return self._reply(self.runtime.run(key, output_names, feeds))
-
-    def remember(self, payload: Any, msg: tuple[Any, ...], fds: list[int]) -> None:
-        """Keep ``msg`` in :attr:`repeat` if it is a run whose inputs are all shared arrays."""
-        if msg[0] != "run" or fds or msg[4] or self.runtime is None:
-            return
-        _, key, output_names, meta, _ = msg
-        if not meta or any(pin is None for _, _, _, pin in meta.values()):
-            return
-        feeds = {
-            name: view(self.pinned[pin], dtype, shape, off)
-            for name, (dtype, shape, off, pin) in meta.items()
-        }
-        self.repeat = (bytes(payload), key, output_names, feeds)
 
     def _reply(self, outputs: Sequence[Any]) -> tuple[Any, list[int]]:
         for v in outputs:
@@ -525,7 +524,7 @@ class _Worker:
             except (EOFError, ConnectionError):
                 return  # the parent went away or closed the session
             out_fds: list[int] = []
-            op = "run"
+            op = "session"  # until the request is read
             try:
                 repeat = self.repeat
                 if (
@@ -535,16 +534,14 @@ class _Worker:
                     and self.runtime is not None
                     and repeat[1] in self.runtime.models
                 ):
+                    op = "run"
                     result, out_fds = self.rerun()
                 else:
                     msg = pickle.loads(payload)
                     op = msg[0]
                     if op == "exit":
                         return
-                    if op == "unload" or op == "init":
-                        self.repeat = None
-                    result, out_fds = self.handle(msg, fds)
-                    self.remember(payload, msg, fds)
+                    result, out_fds = self.handle(msg, fds, payload)
                 reply: tuple[Any, ...] = ("ok", result)
             except Exception as e:
                 reply = ("err", *classify(e, f"serve a {op} request").as_tuple())
